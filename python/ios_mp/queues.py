@@ -1,0 +1,72 @@
+"""``multiprocessing.queues``: native ``Queue``, ``SimpleQueue``, ``JoinableQueue``.
+
+Same signatures as stdlib (``Queue(maxsize=0, *, ctx)``, ``SimpleQueue(*, ctx)``,
+``JoinableQueue(maxsize=0, *, ctx)``; ``ctx`` may be omitted) and subclassable
+the same way. What differs:
+
+* Copy semantics are kept: ``put`` pickles (an unpicklable value raises pickle's
+  error at ``put``, like ``SimpleQueue``; stdlib ``Queue`` only prints it from its
+  feeder thread) and ``get`` returns a new copy. Exact ``int``/``float``/
+  ``complex``/``str``/``bytes``/``bool``/``None`` skip the copy: it could not be
+  told apart. Pass ``copy=False`` (or call ``set_default_copy(False)``) to pass
+  references instead, much faster for large objects you do not mutate.
+* There is no feeder thread: ``put`` is synchronous, ``join_thread()`` and
+  ``cancel_join_thread()`` have nothing to wait for.
+* ``close()`` closes the queue for the calling process only, as closing a
+  process's pipe handles would; other processes keep using it.
+* ``qsize()`` works everywhere (stdlib raises NotImplementedError on macOS).
+"""
+
+from __future__ import annotations
+
+from queue import Empty, Full
+
+from . import _core
+from ._core import get_default_copy, set_default_copy
+
+__all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue", "get_default_copy",
+           "set_default_copy"]
+
+_Base = _core._QueueBase
+
+
+class Queue(_Base):
+    def __init__(self, maxsize: int = 0, *, ctx=None, copy: bool | None = None) -> None:
+        self._init(maxsize, copy)
+
+    put = _Base._put
+    get = _Base._get
+    put_nowait = _Base._put_nowait
+    get_nowait = _Base._get_nowait
+    qsize = _Base._qsize
+    empty = _Base._empty
+    full = _Base._full
+    close = _Base._close
+    join_thread = _Base._join_thread
+    cancel_join_thread = _Base._cancel_join_thread
+
+    @property
+    def _closed(self) -> bool:
+        return self._is_closed()
+
+
+class JoinableQueue(Queue):
+    def __init__(self, maxsize: int = 0, *, ctx=None, copy: bool | None = None) -> None:
+        self._init(maxsize, copy, False, True)
+
+    task_done = _Base._task_done
+    join = _Base._join
+
+
+class SimpleQueue(_Base):
+    def __init__(self, *, ctx=None, copy: bool | None = None) -> None:
+        self._init(0, copy, True)
+
+    put = _Base._put
+    get = _Base._get
+    empty = _Base._empty
+    close = _Base._close
+
+    @property
+    def _closed(self) -> bool:
+        return self._is_closed()

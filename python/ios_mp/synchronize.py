@@ -1,0 +1,100 @@
+"""``multiprocessing.synchronize``: native locks, semaphores, conditions, events, barriers.
+
+Same signatures and behaviour as stdlib; what differs:
+
+* Every wait releases the GIL, honours its timeout, raises KeyboardInterrupt on
+  Ctrl-C in the main thread, and ends with ``ProcessTerminated`` when the
+  waiting process is terminated.
+* The objects are shared by reference between processes (as inheritance through
+  fork shares them); pickling one raises stdlib's RuntimeError.
+* ``Semaphore.get_value()`` works everywhere (stdlib raises on macOS).
+* ``Condition(lock)`` accepts only ios_mp locks (stdlib also needs its own).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from . import _core
+from ._core import RECURSIVE_MUTEX, SEMAPHORE
+
+__all__ = ["Barrier", "BoundedSemaphore", "Condition", "Event", "Lock", "RLock", "Semaphore"]
+
+SEM_VALUE_MAX = 2**31 - 1
+BrokenBarrierError = threading.BrokenBarrierError
+
+
+def _holder_name(lock: _core.SemLock) -> str:
+    holder = lock._holder()
+    if holder is None:
+        return "None"
+    if holder == "mine":
+        from .process import current_process
+
+        name = current_process().name
+        thread = threading.current_thread()
+        if thread.name not in ("MainThread", name):
+            name += "|" + thread.name
+        return name
+    return "SomeOtherThread" if holder == "other-thread" else "SomeOtherProcess"
+
+
+class SemLock(_core.SemLock):
+    """Base of the lock and semaphore classes (stdlib name)."""
+
+    def __init__(self, kind: int, value: int, maxvalue: int | None, *, ctx=None) -> None:
+        self._init(kind, value, maxvalue)
+
+
+class Semaphore(SemLock):
+    def __init__(self, value: int = 1, *, ctx=None) -> None:
+        SemLock.__init__(self, SEMAPHORE, value, SEM_VALUE_MAX)
+
+    def get_value(self) -> int:
+        return self._get_value()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(value={self._get_value()})>"
+
+
+class BoundedSemaphore(Semaphore):
+    def __init__(self, value: int = 1, *, ctx=None) -> None:
+        SemLock.__init__(self, SEMAPHORE, value, value)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(value={self._get_value()}, maxvalue={self.maxvalue})>"
+
+
+class Lock(SemLock):
+    def __init__(self, *, ctx=None) -> None:
+        SemLock.__init__(self, SEMAPHORE, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(owner={_holder_name(self)})>"
+
+
+class RLock(SemLock):
+    def __init__(self, *, ctx=None) -> None:
+        SemLock.__init__(self, RECURSIVE_MUTEX, 1, 1)
+
+    def __repr__(self) -> str:
+        count = self._count() if self._holder() == "mine" else 0
+        return f"<{type(self).__name__}({_holder_name(self)}, {count})>"
+
+
+class Condition(_core.Condition):
+    def __init__(self, lock=None, *, ctx=None) -> None:
+        self._init(RLock() if lock is None else lock)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}({self._lock}, {self._waiters()})>"
+
+
+class Event(_core.Event):
+    def __init__(self, *, ctx=None) -> None:
+        pass
+
+
+class Barrier(_core.Barrier):
+    def __init__(self, parties: int, action=None, timeout: float | None = None, *, ctx=None) -> None:
+        self._init(parties, action, timeout)

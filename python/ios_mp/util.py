@@ -1,0 +1,293 @@
+"""``multiprocessing.util``: logging helpers, finalizers and exit handling.
+
+As stdlib, except that nothing here is fork-specific: ``register_after_fork``
+records the callback but there is never a fork to call it after, and
+``ForkAwareLocal``/``ForkAwareThreadLock`` are plain thread-local/lock objects.
+At interpreter exit ``_exit_function`` terminates daemonic processes and joins
+the others, as stdlib does for its children.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import sys
+import tempfile
+import threading
+import weakref
+
+from . import process
+
+__all__ = [
+    "SUBDEBUG", "SUBWARNING", "Finalize", "ForkAwareLocal", "ForkAwareThreadLock",
+    "abstract_sockets_supported", "debug",
+    "get_logger", "get_temp_dir", "info", "is_exiting", "log_to_stderr", "register_after_fork",
+    "sub_debug", "sub_warning",
+]
+
+NOTSET = 0
+SUBDEBUG = 5
+DEBUG = 10
+INFO = 20
+SUBWARNING = 25
+
+LOGGER_NAME = "multiprocessing"
+DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
+
+_logger: logging.Logger | None = None
+_log_to_stderr = False
+
+
+def sub_debug(msg, *args) -> None:
+    if _logger:
+        _logger.log(SUBDEBUG, msg, *args)
+
+
+def debug(msg, *args) -> None:
+    if _logger:
+        _logger.log(DEBUG, msg, *args)
+
+
+def info(msg, *args) -> None:
+    if _logger:
+        _logger.log(INFO, msg, *args)
+
+
+def sub_warning(msg, *args) -> None:
+    if _logger:
+        _logger.log(SUBWARNING, msg, *args)
+
+
+def get_logger() -> logging.Logger:
+    """The ``multiprocessing`` logger, created on first use (stdlib behaviour)."""
+    global _logger
+    with logging._lock if hasattr(logging, "_lock") else threading.Lock():
+        if not _logger:
+            _logger = logging.getLogger(LOGGER_NAME)
+            _logger.propagate = False
+            logging.addLevelName(SUBDEBUG, "SUBDEBUG")
+            logging.addLevelName(SUBWARNING, "SUBWARNING")
+    return _logger
+
+
+def log_to_stderr(level=None) -> logging.Logger:
+    global _log_to_stderr
+    logger = get_logger()
+    formatter = logging.Formatter(DEFAULT_LOGGING_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    if level:
+        logger.setLevel(level)
+    _log_to_stderr = True
+    return logger
+
+
+# Abstract (Linux/Android) socket names, as in stdlib; used to decide how
+# ``connection.Listener`` addresses look.
+
+
+def _platform_supports_abstract_sockets() -> bool:
+    return sys.platform in ("linux", "android") or hasattr(sys, "getandroidapilevel")
+
+
+def is_abstract_socket_namespace(address) -> bool:
+    if not address:
+        return False
+    if isinstance(address, bytes):
+        return address[0] == 0
+    if isinstance(address, str):
+        return address[0] == "\0"
+    raise TypeError(f"address type of {address!r} unrecognized")
+
+
+abstract_sockets_supported = _platform_supports_abstract_sockets()
+
+
+_temp_dir: str | None = None
+
+
+def get_temp_dir() -> str:
+    """A private temporary directory, removed at exit."""
+    global _temp_dir
+    if _temp_dir is None:
+        import shutil
+
+        _temp_dir = tempfile.mkdtemp(prefix="pymp-")
+        info("created temp directory %s", _temp_dir)
+        Finalize(None, shutil.rmtree, args=(_temp_dir, True), exitpriority=-100)
+    return _temp_dir
+
+
+_afterfork_registry: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_afterfork_counter = itertools.count()
+
+
+def register_after_fork(obj, func) -> None:
+    """Recorded for compatibility; ios_mp never forks, so it is never called."""
+    _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
+
+
+_finalizer_registry: dict = {}
+_finalizer_counter = itertools.count()
+
+
+class Finalize:
+    """Run a callback when an object is collected or at exit (stdlib semantics)."""
+
+    def __init__(self, obj, callback, args=(), kwargs=None, exitpriority=None) -> None:
+        if exitpriority is not None and not isinstance(exitpriority, int):
+            raise TypeError(f"Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)}")
+        if obj is not None:
+            self._weakref = weakref.ref(obj, self)
+        elif exitpriority is None:
+            raise ValueError("Without object, exitpriority cannot be None")
+        else:
+            self._weakref = None
+        self._callback = callback
+        self._args = args
+        self._kwargs = kwargs or {}
+        self._key = (exitpriority, next(_finalizer_counter))
+        self._pid = os.getpid()
+        _finalizer_registry[self._key] = self
+
+    def __call__(self, wr=None, _finalizer_registry=_finalizer_registry, sub_debug=sub_debug):
+        try:
+            del _finalizer_registry[self._key]
+        except KeyError:
+            sub_debug("finalizer no longer registered")
+            return None
+        sub_debug("finalizer calling %s with args %s and kwargs %s", self._callback, self._args,
+                  self._kwargs)
+        res = self._callback(*self._args, **self._kwargs)
+        self._weakref = self._callback = self._args = self._kwargs = self._key = None
+        return res
+
+    def cancel(self) -> None:
+        try:
+            del _finalizer_registry[self._key]
+        except KeyError:
+            pass
+        else:
+            self._weakref = self._callback = self._args = self._kwargs = self._key = None
+
+    def still_active(self) -> bool:
+        return self._key in _finalizer_registry
+
+    def __repr__(self) -> str:
+        try:
+            obj = self._weakref()
+        except (AttributeError, TypeError):
+            obj = None
+        if obj is None:
+            return "<%s object, dead>" % self.__class__.__name__
+        x = "<{} object, callback={}".format(self.__class__.__name__,
+                                          getattr(self._callback, "__name__", self._callback))
+        if self._args:
+            x += ", args=" + str(self._args)
+        if self._kwargs:
+            x += ", kwargs=" + str(self._kwargs)
+        if self._key[0] is not None:
+            x += ", exitpriority=" + str(self._key[0])
+        return x + ">"
+
+
+def _run_finalizers(minpriority=None) -> None:
+    """Run finalizers with priority >= minpriority (all with a priority if None)."""
+    if _finalizer_registry is None:
+        return
+    if minpriority is None:
+        def f(p):
+            return p[0] is not None
+    else:
+        def f(p):
+            return p[0] is not None and p[0] >= minpriority
+    keys = [key for key in list(_finalizer_registry) if f(key)]
+    keys.sort(reverse=True)
+    for key in keys:
+        finalizer = _finalizer_registry.get(key)
+        if finalizer is not None:
+            try:
+                finalizer()
+            except Exception:
+                import traceback
+
+                traceback.print_exc()
+    if minpriority is None:
+        _finalizer_registry.clear()
+
+
+_exiting = False
+
+
+def is_exiting() -> bool:
+    return _exiting or _exiting is None
+
+
+def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
+                   active_children=process.active_children,
+                   current_process=process.current_process) -> None:
+    """At exit: finalizers, then terminate daemonic processes and join the rest."""
+    global _exiting
+    if not _exiting:
+        _exiting = True
+        info("process shutting down")
+        debug("running all 'atexit' finalizers with priority >= 0")
+        _run_finalizers(0)
+        if current_process() is not None:
+            for p in active_children():
+                if p.daemon:
+                    info("calling terminate() for daemon %s", p.name)
+                    p.terminate()
+            for p in active_children():
+                info("calling join() for process %s", p.name)
+                p.join(None if not p.daemon else 1.0)
+        debug("running the remaining 'atexit' finalizers")
+        _run_finalizers()
+
+
+atexit.register(_exit_function)
+
+
+class ForkAwareThreadLock:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *args):
+        return self._lock.__exit__(*args)
+
+
+class ForkAwareLocal(threading.local):
+    def __reduce__(self):
+        return type(self), ()
+
+
+MAXFD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 256
+
+
+def close_all_fds_except(fds) -> None:
+    fds = sorted(set(list(fds) + [-1, MAXFD]))
+    for i in range(len(fds) - 1):
+        os.closerange(fds[i] + 1, fds[i + 1])
+
+
+def _flush_std_streams() -> None:
+    for s in (sys.stdout, sys.stderr):
+        try:
+            if s is not None:
+                s.flush()
+        except (AttributeError, ValueError):
+            pass
+
+
+def _cleanup_tests() -> None:
+    """Stdlib's test-suite helper: collect processes and run finalizers."""
+    process._cleanup()
+    _run_finalizers()

@@ -1,0 +1,247 @@
+//! The virtual process table: ids, exit status, join, sentinels and
+//! cancellation for the threads that stand in for processes.
+//!
+//! Virtual pids start at [`VPID_BASE`] (2^30). Linux caps real pids at 2^22
+//! (`PID_MAX_LIMIT`) and Darwin at 99 999, so a virtual pid is never the pid of
+//! a real process, and `os.kill(vpid, …)` reaching the OS would fail with ESRCH
+//! instead of hitting a stranger.
+
+use std::collections::HashMap;
+use std::io::{PipeReader, PipeWriter};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::cancel::CancelToken;
+use super::monitor::{Monitor, WaitError};
+
+pub const VPID_BASE: u32 = 1 << 30;
+
+#[derive(Default)]
+struct ExitState {
+    exitcode: Option<i32>,
+    /// Write end of the sentinel pipe, closed (dropped) at exit so the read end
+    /// becomes readable (EOF) for `select`/`connection.wait`.
+    sentinel_w: Option<PipeWriter>,
+    sentinel_r: Option<PipeReader>,
+}
+
+/// One virtual process.
+pub struct ProcessHandle {
+    vpid: u32,
+    token: Arc<CancelToken>,
+    exit: Arc<Monitor<ExitState>>,
+}
+
+impl ProcessHandle {
+    pub fn vpid(&self) -> u32 {
+        self.vpid
+    }
+
+    pub fn token(&self) -> &Arc<CancelToken> {
+        &self.token
+    }
+
+    pub fn exitcode(&self) -> Option<i32> {
+        self.exit.lock().exitcode
+    }
+
+    /// Record the exit status (first call wins), wake joiners, signal the sentinel.
+    pub fn set_exited(&self, code: i32) -> bool {
+        let mut s = self.exit.lock();
+        if s.exitcode.is_some() {
+            return false;
+        }
+        s.exitcode = Some(code);
+        s.sentinel_w = None;
+        drop(s);
+        self.exit.notify_all();
+        true
+    }
+
+    /// Wait for exit; `Ok(code)` or a timeout/cancel.
+    pub fn join(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<i32, WaitError> {
+        self.exit.wait_for(deadline, cancel, |s| s.exitcode)
+    }
+
+    /// The sentinel's raw fd, created on first use (most programs never ask).
+    #[cfg(unix)]
+    pub fn sentinel_fd(&self) -> std::io::Result<i32> {
+        use std::os::fd::AsRawFd;
+        let mut s = self.exit.lock();
+        if let Some(r) = &s.sentinel_r {
+            return Ok(r.as_raw_fd());
+        }
+        let (r, w) = std::io::pipe()?;
+        let fd = r.as_raw_fd();
+        s.sentinel_r = Some(r);
+        if s.exitcode.is_none() {
+            s.sentinel_w = Some(w);
+        }
+        Ok(fd)
+    }
+
+    /// Close the sentinel's read end (`Process.close()`).
+    pub fn close_sentinel(&self) {
+        let mut s = self.exit.lock();
+        s.sentinel_r = None;
+    }
+}
+
+/// All live virtual processes, by vpid.
+#[derive(Default)]
+pub struct ProcessTable {
+    next: AtomicU32,
+    live: Mutex<HashMap<u32, Weak<ProcessHandle>>>,
+}
+
+impl ProcessTable {
+    /// Allocate a new handle and register it as live.
+    pub fn spawn(&self) -> Arc<ProcessHandle> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // 2^30 + n stays below i32::MAX for 2^30 processes; wrap back to the base.
+        let vpid = VPID_BASE + (n % VPID_BASE);
+        let h = Arc::new(ProcessHandle {
+            vpid,
+            token: CancelToken::new(),
+            exit: Monitor::new(ExitState::default()),
+        });
+        self.live.lock().insert(vpid, Arc::downgrade(&h));
+        h
+    }
+
+    /// Forget a process that has exited.
+    pub fn reap(&self, vpid: u32) {
+        self.live.lock().remove(&vpid);
+    }
+
+    pub fn get(&self, vpid: u32) -> Option<Arc<ProcessHandle>> {
+        self.live.lock().get(&vpid).and_then(Weak::upgrade)
+    }
+
+    pub fn is_virtual(pid: i64) -> bool {
+        pid >= i64::from(VPID_BASE) && pid <= i64::from(i32::MAX)
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.lock().len()
+    }
+}
+
+/// Unfinished-task counter of a `JoinableQueue`.
+pub struct JoinCounter {
+    m: Arc<Monitor<usize>>,
+}
+
+impl Default for JoinCounter {
+    fn default() -> Self {
+        Self { m: Monitor::new(0) }
+    }
+}
+
+impl JoinCounter {
+    pub fn incr(&self) {
+        *self.m.lock() += 1;
+    }
+
+    /// Undo an `incr` whose put did not happen.
+    pub fn undo(&self) {
+        let mut n = self.m.lock();
+        *n = n.saturating_sub(1);
+        let zero = *n == 0;
+        drop(n);
+        if zero {
+            self.m.notify_all();
+        }
+    }
+
+    /// `task_done()`: false if called more often than items were put.
+    pub fn done(&self) -> bool {
+        let mut n = self.m.lock();
+        if *n == 0 {
+            return false;
+        }
+        *n -= 1;
+        let zero = *n == 0;
+        drop(n);
+        if zero {
+            self.m.notify_all();
+        }
+        true
+    }
+
+    pub fn unfinished(&self) -> usize {
+        *self.m.lock()
+    }
+
+    pub fn join(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<(), WaitError> {
+        self.m.wait_for(deadline, cancel, |n| (*n == 0).then_some(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn vpids_are_virtual_and_join_waits_for_exit() {
+        let t = ProcessTable::default();
+        let h = t.spawn();
+        assert!(ProcessTable::is_virtual(i64::from(h.vpid())));
+        assert!(!ProcessTable::is_virtual(4_194_304));
+        assert!(t.get(h.vpid()).is_some());
+        let d = Some(Instant::now() + Duration::from_millis(10));
+        assert_eq!(h.join(d, None), Err(WaitError::Timeout));
+        let h2 = h.clone();
+        let j = thread::spawn(move || h2.join(None, None));
+        thread::sleep(Duration::from_millis(10));
+        assert!(h.set_exited(3));
+        assert!(!h.set_exited(4));
+        assert_eq!(j.join().unwrap(), Ok(3));
+        t.reap(h.vpid());
+        assert!(t.get(h.vpid()).is_none());
+        assert_eq!(t.live_count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sentinel_becomes_readable_at_exit() {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        let t = ProcessTable::default();
+        let h = t.spawn();
+        let fd = h.sentinel_fd().unwrap();
+        assert_eq!(h.sentinel_fd().unwrap(), fd);
+        h.set_exited(0);
+        // EOF once the write end is gone. Borrow the fd without taking ownership.
+        let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        let mut buf = [0u8; 1];
+        assert_eq!(f.read(&mut buf).unwrap(), 0);
+        h.close_sentinel();
+    }
+
+    #[test]
+    fn join_counter() {
+        let c = JoinCounter::default();
+        assert!(!c.done());
+        c.incr();
+        c.incr();
+        assert!(c.done());
+        let d = Some(Instant::now() + Duration::from_millis(5));
+        assert_eq!(c.join(d, None), Err(WaitError::Timeout));
+        assert!(c.done());
+        assert_eq!(c.join(None, None), Ok(()));
+    }
+}

@@ -1,0 +1,753 @@
+//! `BaseProcess`: the native, subclassable base of `multiprocessing.Process`.
+//!
+//! A process is a `threading.Thread` (so it is a real thread to Python: name,
+//! `current_thread()`, `enumerate()`, tracing) whose target is [`_bootstrap`].
+//! Its state lives in this struct, not in the instance `__dict__`, so no
+//! attribute a subclass sets can collide with ours.
+//!
+//! Lock ordering: `ProcessInner` is never held while calling into Python
+//! (Python code could re-enter and deadlock); values are cloned out first.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PySystemExit, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
+
+use super::runtime::{self, block_on, deadline, Binding, ProcessTerminated};
+use crate::core::{ProcessHandle, ProcessTable};
+
+static TABLE: OnceLock<ProcessTable> = OnceLock::new();
+
+fn table() -> &'static ProcessTable {
+    TABLE.get_or_init(ProcessTable::default)
+}
+
+/// Hooks the Python side registers once (`_configure`).
+struct Hooks {
+    main: Py<BaseProcess>,
+    dangling: Py<PyAny>,
+    authkey_type: Py<PyAny>,
+}
+
+static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
+
+fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
+    HOOKS
+        .get(py)
+        .ok_or_else(|| PyRuntimeError::new_err("ios_mp.process is not imported"))
+}
+
+thread_local! {
+    /// The process object of the calling thread (None: main process).
+    static CURRENT: std::cell::RefCell<Option<Py<BaseProcess>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn current(py: Python<'_>) -> PyResult<Py<BaseProcess>> {
+    if let Some(p) = CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py))) {
+        return Ok(p);
+    }
+    Ok(hooks(py)?.main.clone_ref(py))
+}
+
+#[derive(Default)]
+struct ProcessInner {
+    initialized: bool,
+    is_main: bool,
+    name: String,
+    daemon: bool,
+    target: Option<Py<PyAny>>,
+    args: Option<Py<PyTuple>>,
+    kwargs: Option<Py<PyDict>>,
+    identity: Vec<u32>,
+    parent: Option<Py<BaseProcess>>,
+    authkey: Option<Py<PyAny>>,
+    closed: bool,
+    /// Set once `start()` created the handle.
+    handle: Option<Arc<ProcessHandle>>,
+    thread: Option<Py<PyAny>>,
+    ident: Option<u64>,
+    /// `run()` has returned: no more asynchronous exceptions may be sent.
+    exiting: bool,
+    children: Vec<Py<BaseProcess>>,
+}
+
+#[pyclass(subclass, frozen, dict, weakref, module = "ios_mp.process")]
+pub struct BaseProcess {
+    inner: Mutex<ProcessInner>,
+    child_counter: AtomicU32,
+}
+
+fn signal_name(code: i32) -> Option<&'static str> {
+    Some(match -code {
+        1 => "-SIGHUP",
+        2 => "-SIGINT",
+        3 => "-SIGQUIT",
+        6 => "-SIGABRT",
+        9 => "-SIGKILL",
+        11 => "-SIGSEGV",
+        13 => "-SIGPIPE",
+        14 => "-SIGALRM",
+        15 => "-SIGTERM",
+        _ => return None,
+    })
+}
+
+impl BaseProcess {
+    fn check_closed(&self) -> PyResult<()> {
+        if self.inner.lock().closed {
+            return Err(PyValueError::new_err("process object is closed"));
+        }
+        Ok(())
+    }
+
+    fn handle(&self) -> Option<Arc<ProcessHandle>> {
+        self.inner.lock().handle.clone()
+    }
+
+    fn pid_value(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        let g = self.inner.lock();
+        if g.is_main {
+            drop(g);
+            return Ok(Some(
+                py.import("os")?.call_method0("getpid")?.extract::<i64>()?,
+            ));
+        }
+        Ok(g.handle.as_ref().map(|h| i64::from(h.vpid())))
+    }
+
+    /// Drop finished children from the list (stdlib `_cleanup`).
+    fn prune_children(&self, py: Python<'_>) {
+        let mut g = self.inner.lock();
+        g.children.retain(|c| {
+            c.get()
+                .handle()
+                .is_none_or(|h| h.exitcode().is_none())
+        });
+        let _ = py;
+    }
+
+    /// Deliver `ProcessTerminated` to the worker and wake its waits.
+    fn signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
+        self.check_closed()?;
+        let (handle, ident, exiting) = {
+            let g = self.inner.lock();
+            (g.handle.clone(), g.ident, g.exiting)
+        };
+        let Some(handle) = handle else {
+            return Ok(());
+        };
+        if handle.exitcode().is_some() || !handle.token().cancel(sig) {
+            return Ok(());
+        }
+        // With the GIL held, `exiting` cannot change under us: `_bootstrap` sets
+        // it with the GIL held, right after `run()` returns.
+        if let (Some(ident), false) = (ident, exiting) {
+            let exc = py.get_type::<ProcessTerminated>();
+            // SAFETY: GIL held; the exception type is kept alive by the module.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl BaseProcess {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            inner: Mutex::new(ProcessInner::default()),
+            child_counter: AtomicU32::new(1),
+        }
+    }
+
+    #[pyo3(signature = (group = None, target = None, name = None, args = None, kwargs = None, *, daemon = None))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        group: Option<&Bound<'_, PyAny>>,
+        target: Option<Py<PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        args: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyAny>>,
+        daemon: Option<bool>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if group.is_some_and(|g| !g.is_none()) {
+            return Err(PyAssertionError::new_err("group argument must be None for now"));
+        }
+        let parent = current(py)?;
+        let p = parent.get();
+        let count = p.child_counter.fetch_add(1, Ordering::Relaxed);
+        let (mut identity, authkey, parent_daemon) = {
+            let g = p.inner.lock();
+            (
+                g.identity.clone(),
+                g.authkey.as_ref().map(|a| a.clone_ref(py)),
+                g.daemon,
+            )
+        };
+        identity.push(count);
+        let args: Py<PyTuple> = match args {
+            None => PyTuple::empty(py).unbind(),
+            Some(a) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.unbind(),
+        };
+        let kwargs: Py<PyDict> = match kwargs {
+            None => PyDict::new(py).unbind(),
+            Some(k) => {
+                let d = PyDict::new(py);
+                d.update(k.cast()?)?;
+                d.unbind()
+            }
+        };
+        let name = match name {
+            Some(n) if !n.is_none() => n
+                .cast::<PyString>()
+                .map_err(|_| PyAssertionError::new_err("name must be a string"))?
+                .to_string(),
+            _ => {
+                let ids: Vec<String> = identity.iter().map(u32::to_string).collect();
+                format!("{}-{}", slf.get_type().name()?, ids.join(":"))
+            }
+        };
+        {
+            let mut g = slf.get().inner.lock();
+            g.initialized = true;
+            g.name = name;
+            g.daemon = daemon.unwrap_or(parent_daemon);
+            g.target = target;
+            g.args = Some(args);
+            g.kwargs = Some(kwargs);
+            g.identity = identity;
+            g.parent = Some(parent);
+            g.authkey = authkey;
+        }
+        hooks(py)?.dangling.bind(py).call_method1("add", (slf,))?;
+        Ok(())
+    }
+
+    /// Method to be run in the worker; calls the target like stdlib.
+    fn run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (target, args, kwargs) = {
+            let g = slf.get().inner.lock();
+            (
+                g.target.as_ref().map(|t| t.clone_ref(py)),
+                g.args.as_ref().map(|a| a.clone_ref(py)),
+                g.kwargs.as_ref().map(|k| k.clone_ref(py)),
+            )
+        };
+        if let Some(t) = target {
+            let args = args.map_or_else(|| PyTuple::empty(py), |a| a.into_bound(py));
+            t.bind(py).call(args, kwargs.as_ref().map(|k| k.bind(py)))?;
+        }
+        Ok(())
+    }
+
+    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let parent = current(py)?;
+        {
+            let g = this.inner.lock();
+            if g.is_main {
+                return Err(PyAssertionError::new_err("cannot start a process twice"));
+            }
+            if !g.initialized {
+                return Err(PyRuntimeError::new_err(
+                    "Process.__init__() was not called (a subclass's __init__ must call super().__init__())",
+                ));
+            }
+            if g.handle.is_some() {
+                return Err(PyAssertionError::new_err("cannot start a process twice"));
+            }
+            if !g.parent.as_ref().is_some_and(|p| p.is(&parent)) {
+                return Err(PyAssertionError::new_err(
+                    "can only start a process object created by current process",
+                ));
+            }
+        }
+        if parent.get().inner.lock().daemon && !parent.get().inner.lock().is_main {
+            return Err(PyAssertionError::new_err(
+                "daemonic processes are not allowed to have children",
+            ));
+        }
+        parent.get().prune_children(py);
+        let handle = table().spawn();
+        let (name, daemon) = {
+            let mut g = this.inner.lock();
+            g.handle = Some(handle.clone());
+            (g.name.clone(), g.daemon)
+        };
+        let threading = py.import("threading")?;
+        let kw = PyDict::new(py);
+        kw.set_item("target", py.get_type::<BaseProcess>().py().import("ios_mp._core")?.getattr("_bootstrap")?)?;
+        kw.set_item("args", (slf,))?;
+        kw.set_item("name", &name)?;
+        kw.set_item("daemon", daemon)?;
+        let started = threading
+            .getattr("Thread")?
+            .call((), Some(&kw))
+            .and_then(|t| t.call_method0("start").map(|_| t));
+        let thread = match started {
+            Ok(t) => t,
+            Err(e) => {
+                // Never an OSError: callers such as Ansible treat OSError from
+                // start() as "skip this task" and would silently drop work.
+                handle.set_exited(1);
+                table().reap(handle.vpid());
+                return Err(PyRuntimeError::new_err(format!(
+                    "ios_mp could not start a worker thread for {name}: {e}"
+                )));
+            }
+        };
+        let ident: Option<u64> = thread.getattr("ident")?.extract()?;
+        {
+            let mut g = this.inner.lock();
+            g.thread = Some(thread.unbind());
+            g.ident = ident;
+        }
+        parent.get().inner.lock().children.push(slf.clone().unbind());
+        Ok(())
+    }
+
+    #[pyo3(signature = (timeout = None))]
+    fn join(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let Some(handle) = this.handle() else {
+            return Err(PyAssertionError::new_err("can only join a started process"));
+        };
+        if current(py)?.is(slf) {
+            return Err(PyRuntimeError::new_err("cannot join current process"));
+        }
+        let d = deadline(timeout)?;
+        if handle.exitcode().is_none() {
+            block_on(py, d, |d, tok| handle.join(d, tok))?;
+        }
+        if handle.exitcode().is_some() {
+            // Make sure the thread has finished its Python-level epilogue too,
+            // so `threading.enumerate()` no longer lists it after join().
+            let thread = this.inner.lock().thread.as_ref().map(|t| t.clone_ref(py));
+            if let Some(t) = thread {
+                t.bind(py).call_method1("join", (5.0,))?;
+            }
+            let parent = this.inner.lock().parent.as_ref().map(|p| p.clone_ref(py));
+            if let Some(p) = parent {
+                p.get().inner.lock().children.retain(|c| !c.is(slf));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_alive(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if current(py)?.is(slf) || this.inner.lock().is_main {
+            return Ok(true);
+        }
+        Ok(this.handle().is_some_and(|h| h.exitcode().is_none()))
+    }
+
+    fn terminate(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().signal(slf.py(), 15)
+    }
+
+    fn kill(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().signal(slf.py(), 9)
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (handle, parent) = {
+            let g = this.inner.lock();
+            if g.closed {
+                return Ok(());
+            }
+            (g.handle.clone(), g.parent.as_ref().map(|p| p.clone_ref(py)))
+        };
+        if let Some(h) = &handle {
+            if h.exitcode().is_none() {
+                return Err(PyValueError::new_err(
+                    "Cannot close a process while it is still running. \
+                     You should first call join() or terminate().",
+                ));
+            }
+            h.close_sentinel();
+        }
+        if let Some(p) = parent {
+            p.get().inner.lock().children.retain(|c| !c.is(slf));
+        }
+        let mut g = this.inner.lock();
+        g.closed = true;
+        g.thread = None;
+        Ok(())
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.lock().name.clone()
+    }
+
+    #[setter]
+    fn set_name(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = name
+            .cast::<PyString>()
+            .map_err(|_| PyAssertionError::new_err("name must be a string"))?
+            .to_string();
+        self.inner.lock().name = name;
+        Ok(())
+    }
+
+    #[getter]
+    fn daemon(&self) -> bool {
+        self.inner.lock().daemon
+    }
+
+    #[setter]
+    fn set_daemon(&self, daemonic: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = daemonic.is_truthy()?;
+        let mut g = self.inner.lock();
+        if g.handle.is_some() {
+            return Err(PyAssertionError::new_err("process has already started"));
+        }
+        g.daemon = v;
+        Ok(())
+    }
+
+    #[getter]
+    fn authkey(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.inner.lock().authkey.as_ref().map(|a| a.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_authkey(&self, py: Python<'_>, authkey: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = hooks(py)?.authkey_type.bind(py).call1((authkey,))?.unbind();
+        self.inner.lock().authkey = Some(key);
+        Ok(())
+    }
+
+    #[getter]
+    fn exitcode(&self) -> PyResult<Option<i32>> {
+        self.check_closed()?;
+        Ok(self.handle().and_then(|h| h.exitcode()))
+    }
+
+    #[getter]
+    fn ident(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        self.check_closed()?;
+        self.pid_value(py)
+    }
+
+    #[getter]
+    fn pid(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        self.check_closed()?;
+        self.pid_value(py)
+    }
+
+    #[getter]
+    fn sentinel(&self) -> PyResult<i32> {
+        self.check_closed()?;
+        let h = self
+            .handle()
+            .ok_or_else(|| PyValueError::new_err("process not started"))?;
+        h.sentinel_fd().map_err(PyErr::from)
+    }
+
+    #[getter]
+    fn _identity(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
+        let ids = self.inner.lock().identity.clone();
+        Ok(PyTuple::new(py, ids)?.unbind())
+    }
+
+    #[getter]
+    fn _parent_pid(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        let parent = self.inner.lock().parent.as_ref().map(|p| p.clone_ref(py));
+        match parent {
+            None => Ok(None),
+            Some(p) => p.get().pid_value(py),
+        }
+    }
+
+    #[getter]
+    fn _parent_name(&self, py: Python<'_>) -> Option<String> {
+        let parent = self.inner.lock().parent.as_ref().map(|p| p.clone_ref(py));
+        parent.map(|p| p.get().name())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let this = slf.get();
+        let is_current = current(py)?.is(slf);
+        let (closed, is_main, handle, name, daemon) = {
+            let g = this.inner.lock();
+            (g.closed, g.is_main, g.handle.clone(), g.name.clone(), g.daemon)
+        };
+        let mut exitcode = None;
+        let status = if is_current || is_main {
+            "started"
+        } else if closed {
+            "closed"
+        } else if let Some(h) = &handle {
+            exitcode = h.exitcode();
+            if exitcode.is_some() {
+                "stopped"
+            } else {
+                "started"
+            }
+        } else {
+            "initial"
+        };
+        let mut info = vec![
+            slf.get_type().name()?.to_string(),
+            format!("name={}", PyString::new(py, &name).repr()?),
+        ];
+        if let Some(h) = &handle {
+            info.push(format!("pid={}", h.vpid()));
+        }
+        let ppid = this
+            ._parent_pid(py)?
+            .map_or_else(|| "None".to_owned(), |p| p.to_string());
+        info.push(format!("parent={ppid}"));
+        info.push(status.to_owned());
+        if let Some(c) = exitcode {
+            info.push(format!(
+                "exitcode={}",
+                signal_name(c).map_or_else(|| c.to_string(), str::to_owned)
+            ));
+        }
+        if daemon {
+            info.push("daemon".to_owned());
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // try_lock: the collector must never block. A process being mutated
+        // right now is simply not traversed this round.
+        if let Some(g) = self.inner.try_lock() {
+            if let Some(t) = &g.target {
+                visit.call(t)?;
+            }
+            if let Some(a) = &g.args {
+                visit.call(a)?;
+            }
+            if let Some(k) = &g.kwargs {
+                visit.call(k)?;
+            }
+            if let Some(t) = &g.thread {
+                visit.call(t)?;
+            }
+            for c in &g.children {
+                visit.call(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let mut g = self.inner.lock();
+        g.target = None;
+        g.args = None;
+        g.kwargs = None;
+        g.children.clear();
+    }
+}
+
+/// The exit code for how `run()` ended, printing as stdlib's `_bootstrap` does.
+fn exitcode_for(py: Python<'_>, name: &str, result: PyResult<()>) -> i32 {
+    let Err(err) = result else {
+        return 0;
+    };
+    if err.is_instance_of::<PySystemExit>(py) {
+        let code = err.value(py).getattr("code").ok();
+        return match code {
+            None => 1,
+            Some(c) if c.is_none() => 0,
+            Some(c) if c.is_instance_of::<PyInt>() => c.extract::<i32>().unwrap_or(1),
+            Some(c) => {
+                let msg = c.str().map_or_else(|_| String::new(), |s| s.to_string());
+                write_stderr(py, &format!("{msg}\n"));
+                1
+            }
+        };
+    }
+    write_stderr(py, &format!("Process {name}:\n"));
+    err.display(py);
+    1
+}
+
+fn write_stderr(py: Python<'_>, s: &str) {
+    if let Ok(stderr) = py.import("sys").and_then(|m| m.getattr("stderr")) {
+        if !stderr.is_none() {
+            let _ = stderr.call_method1("write", (s,));
+        }
+    }
+}
+
+fn flush_std_streams(py: Python<'_>) {
+    if let Ok(sys) = py.import("sys") {
+        for n in ["stdout", "stderr"] {
+            if let Ok(s) = sys.getattr(n) {
+                if !s.is_none() {
+                    let _ = s.call_method0("flush");
+                }
+            }
+        }
+    }
+}
+
+/// The body of every worker thread.
+#[pyfunction]
+fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
+    let this = process.get();
+    let Some(handle) = this.handle() else {
+        return Err(PyRuntimeError::new_err("_bootstrap called for an unstarted process"));
+    };
+    runtime::bind(Binding {
+        key: u64::from(handle.vpid()),
+        token: Some(handle.token().clone()),
+    });
+    CURRENT.with(|c| *c.borrow_mut() = Some(process.clone().unbind()));
+
+    let result = if handle.token().is_cancelled() {
+        Err(ProcessTerminated::new_err(("terminated before it ran",)))
+    } else {
+        process.call_method0("run").map(drop)
+    };
+    // From here on no asynchronous exception may hit this thread: mark it
+    // exiting (terminate() checks this with the GIL held) and drop any that is
+    // already pending.
+    this.inner.lock().exiting = true;
+    runtime::clear_async_exc(py, runtime::thread_ident());
+
+    let name = this.name();
+    let code = match handle.token().reason() {
+        Some(sig) => -sig,
+        None => exitcode_for(py, &name, result),
+    };
+    flush_std_streams(py);
+    {
+        let mut g = this.inner.lock();
+        // stdlib drops these in the parent after start(); here the worker is
+        // done with them, and keeping them would keep their objects alive.
+        g.target = None;
+        g.args = None;
+        g.kwargs = None;
+    }
+    CURRENT.with(|c| c.borrow_mut().take());
+    runtime::unbind();
+    handle.set_exited(code);
+    table().reap(handle.vpid());
+    Ok(())
+}
+
+/// Bind the calling thread (started by a worker) to `process`.
+#[pyfunction]
+fn _adopt(process: Bound<'_, BaseProcess>) {
+    if let Some(h) = process.get().handle() {
+        runtime::bind(Binding {
+            key: u64::from(h.vpid()),
+            token: Some(h.token().clone()),
+        });
+        CURRENT.with(|c| *c.borrow_mut() = Some(process.unbind()));
+    }
+}
+
+#[pyfunction]
+fn _unadopt() {
+    CURRENT.with(|c| c.borrow_mut().take());
+    runtime::unbind();
+}
+
+/// The process object for the calling thread, or None in the main process.
+/// Threads not started by ios_mp workers belong to the main process.
+#[pyfunction]
+fn _worker_process(py: Python<'_>) -> Option<Py<BaseProcess>> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py)))
+}
+
+#[pyfunction]
+fn current_process(py: Python<'_>) -> PyResult<Py<BaseProcess>> {
+    current(py)
+}
+
+#[pyfunction]
+fn parent_process(py: Python<'_>) -> PyResult<Option<Py<BaseProcess>>> {
+    let me = current(py)?;
+    let parent = me.get().inner.lock().parent.as_ref().map(|p| p.clone_ref(py));
+    Ok(parent)
+}
+
+#[pyfunction]
+fn active_children(py: Python<'_>) -> PyResult<Vec<Py<BaseProcess>>> {
+    let me = current(py)?;
+    me.get().prune_children(py);
+    let g = me.get().inner.lock();
+    Ok(g.children.iter().map(|c| c.clone_ref(py)).collect())
+}
+
+/// Register the Python-side objects: the main process (an instance of
+/// `process._MainProcess`, uninitialized), the `_dangling` WeakSet and the
+/// `AuthenticationString` type.
+#[pyfunction]
+fn _configure(
+    py: Python<'_>,
+    main: Bound<'_, BaseProcess>,
+    dangling: Py<PyAny>,
+    authkey_type: Py<PyAny>,
+    authkey: Py<PyAny>,
+) -> PyResult<()> {
+    {
+        let mut g = main.get().inner.lock();
+        g.initialized = true;
+        g.is_main = true;
+        g.name = "MainProcess".to_owned();
+        g.authkey = Some(authkey);
+    }
+    HOOKS
+        .set(
+            py,
+            Hooks {
+                main: main.unbind(),
+                dangling,
+                authkey_type,
+            },
+        )
+        .map_err(|_| PyRuntimeError::new_err("ios_mp._core is already configured"))
+}
+
+/// Number of virtual processes started and not yet finished (for tests).
+#[pyfunction]
+fn _live_count() -> usize {
+    table().live_count()
+}
+
+#[pyfunction]
+fn is_virtual_pid(pid: i64) -> bool {
+    ProcessTable::is_virtual(pid)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<BaseProcess>()?;
+    m.add_function(wrap_pyfunction!(_bootstrap, m)?)?;
+    m.add_function(wrap_pyfunction!(_adopt, m)?)?;
+    m.add_function(wrap_pyfunction!(_unadopt, m)?)?;
+    m.add_function(wrap_pyfunction!(_worker_process, m)?)?;
+    m.add_function(wrap_pyfunction!(current_process, m)?)?;
+    m.add_function(wrap_pyfunction!(parent_process, m)?)?;
+    m.add_function(wrap_pyfunction!(active_children, m)?)?;
+    m.add_function(wrap_pyfunction!(_configure, m)?)?;
+    m.add_function(wrap_pyfunction!(_live_count, m)?)?;
+    m.add_function(wrap_pyfunction!(is_virtual_pid, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Per-thread state and the blocking loop shared by every primitive.
+//!
+//! # Blocking
+//! [`block_on`] runs a core wait with the GIL released. On the main thread it
+//! waits in slices of [`SIGNAL_SLICE`] and calls `PyErr_CheckSignals` between
+//! slices, so Ctrl-C raises `KeyboardInterrupt` promptly; elsewhere it waits for
+//! the whole timeout (signals are only ever handled on the main thread). A
+//! worker's wait also ends when its process is terminated: the core returns
+//! `Cancelled` and we raise `ProcessTerminated` in the worker.
+//!
+//! # Thread identity
+//! A thread belongs to the main process unless `_bootstrap` (a worker) or
+//! `_adopt` (a thread started by a worker) bound it to a virtual process. The
+//! binding lives in thread-locals, read without the GIL by the waits.
+
+use std::cell::{Cell, RefCell};
+use std::os::raw::c_ulong;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PySystemExit, PyValueError};
+use pyo3::prelude::*;
+
+use crate::core::{CancelToken, Owner, WaitError};
+
+pyo3::create_exception!(
+    _core,
+    ProcessTerminated,
+    PySystemExit,
+    "Raised in a worker whose process was terminated or killed while it waited."
+);
+
+/// How long a main-thread wait sleeps between checks for Ctrl-C.
+pub const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+
+unsafe extern "C" {
+    // Part of the stable ABI since 3.2 (not wrapped by pyo3-ffi).
+    fn PyThread_get_thread_ident() -> c_ulong;
+}
+
+/// `threading.get_ident()` of the calling thread.
+pub fn thread_ident() -> u64 {
+    // SAFETY: no preconditions; it only reads the OS thread id.
+    u64::from(unsafe { PyThread_get_thread_ident() })
+}
+
+static MAIN_IDENT: OnceLock<u64> = OnceLock::new();
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+/// The process a thread belongs to, as the waits see it.
+#[derive(Clone)]
+pub struct Binding {
+    /// Virtual pid, or 0 for the main process.
+    pub key: u64,
+    pub token: Option<Arc<CancelToken>>,
+}
+
+thread_local! {
+    static BINDING: RefCell<Binding> = const { RefCell::new(Binding { key: 0, token: None }) };
+    static THREAD_NO: Cell<u64> = const { Cell::new(0) };
+}
+
+pub fn bind(b: Binding) {
+    BINDING.with(|c| *c.borrow_mut() = b);
+}
+
+pub fn unbind() {
+    bind(Binding { key: 0, token: None });
+}
+
+pub fn process_key() -> u64 {
+    BINDING.with(|c| c.borrow().key)
+}
+
+fn current_token() -> Option<Arc<CancelToken>> {
+    BINDING.with(|c| c.borrow().token.clone())
+}
+
+/// Owner id for locks: (process key, per-thread number).
+pub fn owner() -> Owner {
+    let t = THREAD_NO.with(|c| {
+        let v = c.get();
+        if v != 0 {
+            return v;
+        }
+        let v = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        c.set(v);
+        v
+    });
+    (process_key(), t)
+}
+
+pub fn is_main_thread() -> bool {
+    MAIN_IDENT.get().is_some_and(|&m| m == thread_ident())
+}
+
+/// Convert a stdlib-style `timeout` argument to a deadline. `None` waits
+/// forever; negative values mean "don't wait" (as `SemLock.acquire` does); NaN
+/// is rejected; values too large for `Instant` wait forever.
+pub fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() => Err(PyValueError::new_err("timeout must be a number, not NaN")),
+        Some(t) if t <= 0.0 => Ok(Some(Instant::now())),
+        Some(t) => Ok(Duration::try_from_secs_f64(t)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d))),
+    }
+}
+
+/// The error a worker sees when its process is terminated while it waits.
+///
+/// Also clears the asynchronous exception that `terminate()` queued for this
+/// thread, so the termination is raised once, here, and not a second time at
+/// some later bytecode.
+pub fn terminated(py: Python<'_>, token: &CancelToken) -> PyErr {
+    clear_async_exc(py, thread_ident());
+    let sig = token.reason().unwrap_or(15);
+    ProcessTerminated::new_err((format!("process terminated by signal {sig}"),))
+}
+
+pub fn clear_async_exc(_py: Python<'_>, ident: u64) {
+    // SAFETY: called with the GIL held; a NULL exception clears any pending one.
+    unsafe {
+        pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut());
+    }
+}
+
+/// Run `attempt(deadline, token)` with the GIL released until it succeeds,
+/// times out (`Ok(None)`) or is cancelled (raises `ProcessTerminated`).
+pub fn block_on<R, F>(py: Python<'_>, deadline: Option<Instant>, mut attempt: F) -> PyResult<Option<R>>
+where
+    R: Send,
+    F: FnMut(Option<Instant>, Option<&CancelToken>) -> Result<R, WaitError> + Send,
+{
+    let token = current_token();
+    let main = is_main_thread();
+    loop {
+        let slice = if main {
+            let s = Instant::now() + SIGNAL_SLICE;
+            Some(deadline.map_or(s, |d| d.min(s)))
+        } else {
+            deadline
+        };
+        let tok = token.as_deref();
+        match py.detach(|| attempt(slice, tok)) {
+            Ok(r) => return Ok(Some(r)),
+            Err(WaitError::Cancelled) => {
+                return Err(terminated(py, token.as_deref().expect("cancelled without token")))
+            }
+            Err(WaitError::Timeout) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                // Only reached on the main thread: run signal handlers (Ctrl-C).
+                py.check_signals()?;
+            }
+        }
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("ProcessTerminated", py.get_type::<ProcessTerminated>())?;
+    let main: u64 = py
+        .import("threading")?
+        .call_method0("main_thread")?
+        .getattr("ident")?
+        .extract()?;
+    let _ = MAIN_IDENT.set(main);
+    Ok(())
+}

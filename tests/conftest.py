@@ -1,0 +1,45 @@
+"""Shared fixtures. The ios_mp pytest plugin (``-p ios_mp.pytest_plugin`` in
+pyproject) has already installed ios_mp as ``multiprocessing`` and enabled the
+iOS sandbox before these tests are imported."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_workers():
+    """Every test must leave no ios_mp worker running behind it."""
+    import ios_mp._core as core
+
+    yield
+    deadline = time.monotonic() + 5
+    while core._live_count() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert core._live_count() == 0, "a test left an ios_mp process running"
+
+
+def wait_until(pred, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def interrupt_main_after(delay: float) -> threading.Thread:
+    """Send a real SIGINT to the main thread after ``delay`` seconds."""
+    import os
+    import signal
+
+    def fire():
+        time.sleep(delay)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=fire, daemon=True)
+    t.start()
+    return t

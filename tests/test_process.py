@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+import ios_mp
+from ios_mp import connection, process
+
+from .conftest import wait_until
+
+
+def _put(q, *values):
+    for v in values:
+        q.put(v)
+
+
+def test_target_args_kwargs_and_exitcode_zero():
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=_put, args=(q, 1), kwargs={})
+    assert p.exitcode is None and p.pid is None and not p.is_alive()
+    p.start()
+    assert q.get(timeout=5) == 1
+    p.join(5)
+    assert p.exitcode == 0
+    assert not p.is_alive()
+
+
+class WorkerProcess(multiprocessing.get_context("fork").Process):
+    """Ansible's WorkerProcess shape: keyword-only __init__, attributes that a
+    stdlib Process also uses internally must stay the subclass's own."""
+
+    def __init__(self, *, final_q, task_vars, host):
+        super().__init__()
+        self._final_q = final_q
+        self._task_vars = task_vars
+        self._host = host
+        self._task = "task"
+        self._play_context = "pc"
+        self._loader = "loader"
+        self._variable_manager = "vm"
+        self._shared_loader_obj = "slo"
+        self.worker_queue = multiprocessing.Queue()
+        self.worker_id = 7
+        self._cliargs = {"x": 1}
+        self._new_stdin = None
+        # names stdlib's BaseProcess / threading.Thread use internally:
+        self._target = "mine"
+        self._args = "mine"
+        self._name = "mine"
+        self._popen = "mine"
+        self._started = "mine"
+
+    def run(self):
+        self._final_q.put((self._host, self._task_vars, self.worker_id, self._target, self._name))
+
+
+def test_subclass_with_keyword_only_init_runs_most_derived_run():
+    final_q = multiprocessing.queues.SimpleQueue(ctx=multiprocessing.get_context("fork"))
+    w = WorkerProcess(final_q=final_q, task_vars={"a": 1}, host="h1")
+    w.start()
+    assert final_q.get() == ("h1", {"a": 1}, 7, "mine", "mine")
+    w.join(5)
+    assert w.exitcode == 0
+    assert w.name.startswith("WorkerProcess-")
+
+
+def test_sys_exit_codes(capsys):
+    cases = [((), 0), ((None,), 0), ((3,), 3), ((True,), 1), (("bye",), 1)]
+    for args, code in cases:
+        p = multiprocessing.Process(target=sys.exit, args=args)
+        p.start()
+        p.join(5)
+        assert p.exitcode == code, args
+    assert "bye\n" in capsys.readouterr().err
+
+
+def _boom():
+    raise ValueError("kaboom")
+
+
+def test_exception_gives_exitcode_1_and_traceback(capsys):
+    p = multiprocessing.Process(target=_boom, name="Boomer")
+    p.start()
+    p.join(5)
+    assert p.exitcode == 1
+    err = capsys.readouterr().err
+    assert "Process Boomer:" in err
+    assert "ValueError: kaboom" in err
+
+
+def test_stdlib_errors_for_misuse():
+    p = multiprocessing.Process(target=time.sleep, args=(0,))
+    with pytest.raises(AssertionError, match="can only join a started process"):
+        p.join()
+    with pytest.raises(ValueError, match="process not started"):
+        p.sentinel  # noqa: B018
+    p.start()
+    with pytest.raises(AssertionError, match="cannot start a process twice"):
+        p.start()
+    p.join(5)
+    p.close()
+    with pytest.raises(ValueError, match="process object is closed"):
+        p.is_alive()
+    with pytest.raises(ValueError, match="closed"):
+        p.start()
+    with pytest.raises(AssertionError, match="group argument must be None"):
+        multiprocessing.Process(group=1)
+
+
+def test_close_a_running_process_is_refused():
+    ev = multiprocessing.Event()
+    p = multiprocessing.Process(target=ev.wait)
+    p.start()
+    with pytest.raises(ValueError, match="still running"):
+        p.close()
+    ev.set()
+    p.join(5)
+    p.close()
+
+
+def test_start_never_raises_oserror_for_uninitialized_subclass():
+    class Broken(multiprocessing.Process):
+        def __init__(self):  # forgets super().__init__()
+            pass
+
+    with pytest.raises(RuntimeError, match=r"__init__\(\) was not called"):
+        Broken().start()
+
+
+def test_virtual_pids_and_ident():
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=lambda: q.put((multiprocessing.current_process().pid,
+                                                       os.getpid(), os.getppid())))
+    p.start()
+    vpid, real_pid, ppid = q.get(timeout=5)
+    p.join(5)
+    assert p.pid == p.ident == vpid
+    assert vpid >= process.VPID_BASE and vpid <= 2**31 - 1
+    assert ios_mp._core.is_virtual_pid(vpid)
+    assert real_pid == os.getpid()
+    assert multiprocessing.current_process().pid == os.getpid()
+    del ppid  # os.getppid() virtualization is the next issue's
+
+
+def test_names_identity_and_nesting():
+    q = multiprocessing.Queue()
+
+    def child():
+        me = multiprocessing.current_process()
+        grand = multiprocessing.Process(target=lambda: q.put(
+            (multiprocessing.current_process().name, multiprocessing.parent_process().name)))
+        grand.start()
+        grand.join(5)
+        q.put((me.name, threading.current_thread().name, multiprocessing.parent_process().name))
+
+    p = multiprocessing.Process(target=child)
+    p.start()
+    (gname, gparent), (name, tname, parent) = q.get(timeout=5), q.get(timeout=5)
+    p.join(5)
+    assert name == p.name == tname
+    assert parent == "MainProcess"
+    assert gname == p.name + ":1"  # stdlib's nested identity naming
+    assert gparent == p.name
+    assert multiprocessing.parent_process() is None
+    assert multiprocessing.current_process().name == "MainProcess"
+
+
+def test_threads_started_by_a_worker_belong_to_it():
+    q = multiprocessing.Queue()
+
+    def child():
+        t = threading.Thread(target=lambda: q.put(multiprocessing.current_process().name))
+        t.start()
+        t.join()
+
+    p = multiprocessing.Process(target=child, name="Owner")
+    p.start()
+    assert q.get(timeout=5) == "Owner"
+    p.join(5)
+    # a thread of the main process stays in the main process
+    out = []
+    t = threading.Thread(target=lambda: out.append(multiprocessing.current_process().name))
+    t.start()
+    t.join()
+    assert out == ["MainProcess"]
+
+
+def test_worker_is_a_real_threading_thread():
+    seen = multiprocessing.Queue()
+    ev = multiprocessing.Event()
+
+    def child():
+        t = threading.current_thread()
+        seen.put((t.name, t in threading.enumerate(), t.daemon))
+        ev.wait(5)
+
+    p = multiprocessing.Process(target=child, name="RealThread", daemon=True)
+    p.start()
+    assert seen.get(timeout=5) == ("RealThread", True, True)
+    ev.set()
+    p.join(5)
+    assert not any(t.name == "RealThread" for t in threading.enumerate())
+
+
+def _recurse(n):
+    return _recurse(n + 1)
+
+
+def test_deep_recursion_raises_recursion_error_not_crash(capsys):
+    p = multiprocessing.Process(target=_recurse, args=(0,))
+    p.start()
+    p.join(10)
+    assert p.exitcode == 1
+    assert "RecursionError" in capsys.readouterr().err
+
+
+def test_active_children_and_daemon_rules():
+    ev = multiprocessing.Event()
+    p = multiprocessing.Process(target=ev.wait, daemon=True)
+    p.start()
+    assert p in multiprocessing.active_children()
+    ev.set()
+    p.join(5)
+    assert p not in multiprocessing.active_children()
+    with pytest.raises(AssertionError, match="already started"):
+        p.daemon = False
+
+    q = multiprocessing.Queue()
+
+    def spawner():
+        try:
+            multiprocessing.Process(target=print).start()
+        except AssertionError as e:
+            q.put(str(e))
+
+    d = multiprocessing.Process(target=spawner, daemon=True)
+    d.start()
+    assert "daemonic processes are not allowed to have children" in q.get(timeout=5)
+    d.join(5)
+
+
+def test_sentinel_works_with_connection_wait_and_select():
+    import select
+
+    ev = multiprocessing.Event()
+    p = multiprocessing.Process(target=ev.wait)
+    p.start()
+    s = p.sentinel
+    assert isinstance(s, int)
+    assert connection.wait([s], timeout=0.05) == []
+    ev.set()
+    assert connection.wait([s], timeout=5) == [s]
+    r, _, _ = select.select([s], [], [], 5)
+    assert r == [s]
+    p.join(5)
+    p.close()
+
+
+def test_repr_like_stdlib():
+    p = multiprocessing.Process(target=time.sleep, args=(0,), name="R")
+    assert repr(p) == f"<Process name='R' parent={os.getpid()} initial>"
+    p.start()
+    p.join(5)
+    assert repr(p) == f"<Process name='R' pid={p.pid} parent={os.getpid()} stopped exitcode=0>"
+
+
+def test_authkey_inherited_and_not_picklable():
+    import pickle
+
+    key = multiprocessing.current_process().authkey
+    assert isinstance(key, bytes) and len(key) == 32
+    with pytest.raises(TypeError, match="disallowed"):
+        pickle.dumps(key)
+    p = multiprocessing.Process()
+    assert p.authkey == key
+    p.authkey = b"other"
+    assert p.authkey == b"other"
+
+
+def test_join_timeout_returns_while_running():
+    ev = multiprocessing.Event()
+    p = multiprocessing.Process(target=ev.wait)
+    p.start()
+    t0 = time.monotonic()
+    p.join(0.1)
+    assert time.monotonic() - t0 >= 0.09
+    assert p.is_alive() and p.exitcode is None
+    ev.set()
+    p.join(5)
+
+
+def test_non_daemon_children_are_real_non_daemon_threads():
+    ev = multiprocessing.Event()
+    p = multiprocessing.Process(target=ev.wait)
+    p.start()
+    t = next(t for t in threading.enumerate() if t.name == p.name)
+    assert not t.daemon  # so the interpreter joins it at exit, like stdlib
+    ev.set()
+    p.join(5)
+    assert wait_until(lambda: not t.is_alive())

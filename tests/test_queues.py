@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.queues
+import pickle
+import queue
+import threading
+
+import pytest
+
+from ios_mp import queues
+
+CTX = multiprocessing.get_context("fork")
+
+
+class FinalQueue(multiprocessing.queues.SimpleQueue):
+    """ansible-core's FinalQueue shape."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["ctx"] = CTX
+        super().__init__(*args, **kwargs)
+
+    def send_task_result(self, *args):
+        self.put(args)
+
+
+class WorkerQueue(multiprocessing.queues.Queue):
+    """ansible-core 2.19's WorkerQueue shape: get() overridden, calls super()."""
+
+    def get(self, *args, **kwargs):
+        result = super().get(*args, **kwargs)
+        return ("wrapped", result)
+
+
+def test_ansible_subclass_shapes():
+    fq = FinalQueue()
+    fq.send_task_result("host", {"ok": True})
+    assert fq.get() == ("host", {"ok": True})
+    wq = WorkerQueue(ctx=CTX)
+    wq.put(5)
+    assert wq.get(timeout=1) == ("wrapped", 5)
+    assert not isinstance(fq, multiprocessing.queues.Queue)
+
+
+def test_factories_and_signatures():
+    assert isinstance(multiprocessing.Queue(3), queues.Queue)
+    assert isinstance(multiprocessing.SimpleQueue(), queues.SimpleQueue)
+    assert isinstance(multiprocessing.JoinableQueue(), queues.Queue)
+    q = multiprocessing.queues.Queue(maxsize=2, ctx=CTX)
+    q.put(1)
+    q.put(2)
+    assert q.full() and q.qsize() == 2 and not q.empty()
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    assert q.get_nowait() == 1
+
+
+def test_put_get_copy_semantics():
+    q = multiprocessing.Queue()
+    payload = {"list": [1, 2, 3]}
+    q.put(payload)
+    payload["list"].append(4)  # a real process would not see this mutation
+    got = q.get(timeout=1)
+    assert got == {"list": [1, 2, 3]} and got is not payload
+    big = "x" * 1000
+    q.put(big)
+    assert q.get(timeout=1) == big  # atoms are passed as is (no observable copy)
+
+
+def test_copy_opt_out_per_queue_and_global():
+    obj = {"a": [1]}
+    q = multiprocessing.Queue(copy=False)
+    q.put(obj)
+    assert q.get(timeout=1) is obj
+    old = queues.set_default_copy(False)
+    try:
+        assert queues.get_default_copy() is False
+        q2 = multiprocessing.SimpleQueue()
+        q2.put(obj)
+        assert q2.get() is obj
+    finally:
+        queues.set_default_copy(old)
+    q3 = multiprocessing.Queue()
+    q3.put(obj)
+    assert q3.get(timeout=1) is not obj
+
+
+def test_unpicklable_value_raises_at_put():
+    q = multiprocessing.Queue()
+    with pytest.raises((TypeError, pickle.PicklingError)):
+        q.put(threading.Lock())
+    with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
+        q.put(lambda: None)
+    assert q.empty()
+
+
+def test_empty_and_timeouts():
+    q = multiprocessing.Queue()
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(queue.Empty):
+        q.get(True, -1)  # negative timeout: don't wait (stdlib)
+
+
+def test_queue_close_is_per_process():
+    q = multiprocessing.Queue()
+    done = multiprocessing.Event()
+
+    def producer():
+        q.put("from child")
+        q.close()  # the child's end only
+        q.join_thread()
+        done.set()
+
+    p = multiprocessing.Process(target=producer)
+    p.start()
+    p.join(5)
+    assert done.is_set() and p.exitcode == 0
+    assert q.get(timeout=1) == "from child"  # the parent's end still works
+    q.close()
+    with pytest.raises(ValueError, match="is closed"):
+        q.get()
+    with pytest.raises(ValueError, match="is closed"):
+        q.put(1)
+
+
+def test_simplequeue_close_raises_oserror_and_wakes_getter():
+    q = multiprocessing.SimpleQueue()
+    errors = []
+
+    def getter():
+        try:
+            q.get()
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    t.join(0.1)
+    q.close()
+    t.join(5)
+    assert not t.is_alive() and len(errors) == 1
+    with pytest.raises(OSError):
+        q.put(1)
+
+
+def test_join_thread_requires_close():
+    q = multiprocessing.Queue()
+    with pytest.raises(AssertionError, match="not closed"):
+        q.join_thread()
+    q.cancel_join_thread()
+    q.close()
+    q.join_thread()
+
+
+def test_joinable_queue_task_done_and_join():
+    q = multiprocessing.JoinableQueue()
+    with pytest.raises(ValueError, match="too many times"):
+        q.task_done()
+    for i in range(5):
+        q.put(i)
+
+    def consumer():
+        for _ in range(5):
+            q.get()
+            q.task_done()
+
+    p = multiprocessing.Process(target=consumer)
+    p.start()
+    q.join()
+    p.join(5)
+    assert p.exitcode == 0
+    assert not hasattr(multiprocessing.Queue(), "task_done")
+
+
+def test_queues_do_not_pickle_but_copy_by_identity():
+    import copy
+
+    q = multiprocessing.Queue()
+    with pytest.raises(RuntimeError, match="through inheritance"):
+        pickle.dumps(q)
+    assert copy.copy(q) is q and copy.deepcopy({"q": q})["q"] is q
+
+
+def test_use_before_init_is_a_clear_error():
+    class Bad(multiprocessing.queues.Queue):
+        def __init__(self):
+            pass
+
+    with pytest.raises(RuntimeError, match=r"Bad.__init__\(\) was not called"):
+        Bad().put(1)
+
+
+def test_many_producers_nothing_lost():
+    q = multiprocessing.Queue(maxsize=10)
+    n, k = 4, 500
+
+    def produce(i):
+        for j in range(k):
+            q.put((i, j))
+
+    ps = [multiprocessing.Process(target=produce, args=(i,)) for i in range(n)]
+    for p in ps:
+        p.start()
+    got = sorted(q.get(timeout=5) for _ in range(n * k))
+    for p in ps:
+        p.join(5)
+    assert got == sorted((i, j) for i in range(n) for j in range(k))
