@@ -215,7 +215,7 @@ def test_waits_release_the_gil():
     try:
         q = multiprocessing.Queue()
         before = counter[0]
-        with pytest.raises(Exception):  # queue.Empty
+        with pytest.raises(__import__("queue").Empty):
             q.get(timeout=0.3)
         during_queue = counter[0] - before
         lk = multiprocessing.Lock()

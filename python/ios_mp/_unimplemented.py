@@ -30,6 +30,7 @@ def function(feature: str) -> Any:
     unavailable.__name__ = feature.rsplit(".", 1)[-1].rstrip("()")
     unavailable.__qualname__ = unavailable.__name__
     unavailable.__doc__ = f"Not implemented by ios_mp yet: {feature}."
+    unavailable.__ios_mp_unimplemented__ = feature  # type: ignore[attr-defined]
     return unavailable
 
 
@@ -40,4 +41,12 @@ def class_(feature: str) -> type:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
         missing(feature)
 
-    return type(name, (), {"__init__": __init__, "__doc__": f"Not implemented yet: {feature}."})
+    return type(
+        name,
+        (),
+        {
+            "__init__": __init__,
+            "__doc__": f"Not implemented yet: {feature}.",
+            "__ios_mp_unimplemented__": feature,
+        },
+    )

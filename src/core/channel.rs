@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use parking_lot::Mutex;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -67,10 +67,7 @@ impl<T> Channel<T> {
     }
 
     pub fn try_recv(&self) -> Option<T> {
-        match self.rx.try_recv() {
-            Ok(v) => Some(v),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Send, blocking while full until the deadline or an interrupt.

@@ -69,9 +69,9 @@ impl Condition {
                 return Err(CondError::NotOwner);
             }
         };
-        let outcome = self
-            .m
-            .wait_for(deadline, cancel, |t| t.granted.remove(&ticket).then_some(()));
+        let outcome = self.m.wait_for(deadline, cancel, |t| {
+            t.granted.remove(&ticket).then_some(())
+        });
         let notified = match outcome {
             Ok(()) => true,
             Err(e) => {
@@ -81,7 +81,9 @@ impl Condition {
                 t.waiting.retain(|&w| w != ticket);
                 drop(t);
                 if !granted && e == WaitError::Cancelled {
-                    let _ = self.lock.acquire_restore(me, depth, Some(Instant::now()), None);
+                    let _ = self
+                        .lock
+                        .acquire_restore(me, depth, Some(Instant::now()), None);
                     return Err(CondError::Wait(WaitError::Cancelled));
                 }
                 granted
@@ -176,6 +178,9 @@ mod tests {
             thread::sleep(Duration::from_millis(1));
         }
         tok.cancel(15);
-        assert_eq!(h.join().unwrap(), Err(CondError::Wait(WaitError::Cancelled)));
+        assert_eq!(
+            h.join().unwrap(),
+            Err(CondError::Wait(WaitError::Cancelled))
+        );
     }
 }

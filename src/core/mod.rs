@@ -22,4 +22,4 @@ pub use condition::{CondError, Condition};
 pub use event::Event;
 pub use monitor::{Monitor, WaitError};
 pub use process::{JoinCounter, ProcessHandle, ProcessTable, VPID_BASE};
-pub use semlock::{Owner, SemError, SemLock, SemKind};
+pub use semlock::{Owner, SemError, SemKind, SemLock};

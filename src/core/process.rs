@@ -185,7 +185,8 @@ impl JoinCounter {
         deadline: Option<Instant>,
         cancel: Option<&CancelToken>,
     ) -> Result<(), WaitError> {
-        self.m.wait_for(deadline, cancel, |n| (*n == 0).then_some(()))
+        self.m
+            .wait_for(deadline, cancel, |n| (*n == 0).then_some(()))
     }
 }
 

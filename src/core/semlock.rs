@@ -77,7 +77,11 @@ impl SemLock {
         if s.value > 0 {
             s.value -= 1;
             s.owner = Some(me);
-            s.count = if self.kind == SemKind::Recursive { 1 } else { s.count + 1 };
+            s.count = if self.kind == SemKind::Recursive {
+                1
+            } else {
+                s.count + 1
+            };
             return true;
         }
         false
@@ -160,7 +164,11 @@ impl SemLock {
     /// restore later (Condition.wait). Errors if `me` does not hold it.
     pub fn release_all(&self, me: Owner) -> Result<usize, SemError> {
         let mut s = self.m.lock();
-        let depth = if s.owner == Some(me) && s.value == 0 { s.count } else { 0 };
+        let depth = if s.owner == Some(me) && s.value == 0 {
+            s.count
+        } else {
+            0
+        };
         if depth == 0 {
             return Err(SemError::NotOwner);
         }

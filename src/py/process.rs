@@ -122,11 +122,8 @@ impl BaseProcess {
     /// Drop finished children from the list (stdlib `_cleanup`).
     fn prune_children(&self, py: Python<'_>) {
         let mut g = self.inner.lock();
-        g.children.retain(|c| {
-            c.get()
-                .handle()
-                .is_none_or(|h| h.exitcode().is_none())
-        });
+        g.children
+            .retain(|c| c.get().handle().is_none_or(|h| h.exitcode().is_none()));
         let _ = py;
     }
 
@@ -179,7 +176,9 @@ impl BaseProcess {
     ) -> PyResult<()> {
         let py = slf.py();
         if group.is_some_and(|g| !g.is_none()) {
-            return Err(PyAssertionError::new_err("group argument must be None for now"));
+            return Err(PyAssertionError::new_err(
+                "group argument must be None for now",
+            ));
         }
         let parent = current(py)?;
         let p = parent.get();
@@ -287,7 +286,13 @@ impl BaseProcess {
         };
         let threading = py.import("threading")?;
         let kw = PyDict::new(py);
-        kw.set_item("target", py.get_type::<BaseProcess>().py().import("ios_mp._core")?.getattr("_bootstrap")?)?;
+        kw.set_item(
+            "target",
+            py.get_type::<BaseProcess>()
+                .py()
+                .import("ios_mp._core")?
+                .getattr("_bootstrap")?,
+        )?;
         kw.set_item("args", (slf,))?;
         kw.set_item("name", &name)?;
         kw.set_item("daemon", daemon)?;
@@ -313,7 +318,12 @@ impl BaseProcess {
             g.thread = Some(thread.unbind());
             g.ident = ident;
         }
-        parent.get().inner.lock().children.push(slf.clone().unbind());
+        parent
+            .get()
+            .inner
+            .lock()
+            .children
+            .push(slf.clone().unbind());
         Ok(())
     }
 
@@ -490,7 +500,13 @@ impl BaseProcess {
         let is_current = current(py)?.is(slf);
         let (closed, is_main, handle, name, daemon) = {
             let g = this.inner.lock();
-            (g.closed, g.is_main, g.handle.clone(), g.name.clone(), g.daemon)
+            (
+                g.closed,
+                g.is_main,
+                g.handle.clone(),
+                g.name.clone(),
+                g.daemon,
+            )
         };
         let mut exitcode = None;
         let status = if is_current || is_main {
@@ -611,7 +627,9 @@ fn flush_std_streams(py: Python<'_>) {
 fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     let this = process.get();
     let Some(handle) = this.handle() else {
-        return Err(PyRuntimeError::new_err("_bootstrap called for an unstarted process"));
+        return Err(PyRuntimeError::new_err(
+            "_bootstrap called for an unstarted process",
+        ));
     };
     runtime::bind(Binding {
         key: u64::from(handle.vpid()),
@@ -684,7 +702,13 @@ fn current_process(py: Python<'_>) -> PyResult<Py<BaseProcess>> {
 #[pyfunction]
 fn parent_process(py: Python<'_>) -> PyResult<Option<Py<BaseProcess>>> {
     let me = current(py)?;
-    let parent = me.get().inner.lock().parent.as_ref().map(|p| p.clone_ref(py));
+    let parent = me
+        .get()
+        .inner
+        .lock()
+        .parent
+        .as_ref()
+        .map(|p| p.clone_ref(py));
     Ok(parent)
 }
 

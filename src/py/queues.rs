@@ -56,7 +56,13 @@ struct State {
     on_close: Broadcast,
 }
 
-#[pyclass(subclass, frozen, weakref, module = "ios_mp.queues", name = "_QueueBase")]
+#[pyclass(
+    subclass,
+    frozen,
+    weakref,
+    module = "ios_mp.queues",
+    name = "_QueueBase"
+)]
 pub struct QueueBase {
     st: OnceLock<State>,
 }
@@ -172,7 +178,11 @@ impl QueueBase {
         let cap = usize::try_from(maxsize).ok().filter(|&n| n > 0);
         let st = State {
             chan: Channel::new(cap),
-            flavor: if simple { Flavor::Simple } else { Flavor::Queue },
+            flavor: if simple {
+                Flavor::Simple
+            } else {
+                Flavor::Queue
+            },
             copy: copy.unwrap_or_else(|| DEFAULT_COPY.load(Ordering::Relaxed)),
             maxsize: if cap.is_some() { maxsize } else { 0 },
             unfinished: joinable.then(JoinCounter::default),

@@ -42,6 +42,8 @@ unsafe extern "C" {
 /// `threading.get_ident()` of the calling thread.
 pub fn thread_ident() -> u64 {
     // SAFETY: no preconditions; it only reads the OS thread id.
+    // (c_ulong is u32 on some targets, hence the conversion.)
+    #[allow(clippy::useless_conversion)]
     u64::from(unsafe { PyThread_get_thread_ident() })
 }
 
@@ -66,7 +68,10 @@ pub fn bind(b: Binding) {
 }
 
 pub fn unbind() {
-    bind(Binding { key: 0, token: None });
+    bind(Binding {
+        key: 0,
+        token: None,
+    });
 }
 
 pub fn process_key() -> u64 {
@@ -129,7 +134,11 @@ pub fn clear_async_exc(_py: Python<'_>, ident: u64) {
 
 /// Run `attempt(deadline, token)` with the GIL released until it succeeds,
 /// times out (`Ok(None)`) or is cancelled (raises `ProcessTerminated`).
-pub fn block_on<R, F>(py: Python<'_>, deadline: Option<Instant>, mut attempt: F) -> PyResult<Option<R>>
+pub fn block_on<R, F>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    mut attempt: F,
+) -> PyResult<Option<R>>
 where
     R: Send,
     F: FnMut(Option<Instant>, Option<&CancelToken>) -> Result<R, WaitError> + Send,
@@ -147,7 +156,10 @@ where
         match py.detach(|| attempt(slice, tok)) {
             Ok(r) => return Ok(Some(r)),
             Err(WaitError::Cancelled) => {
-                return Err(terminated(py, token.as_deref().expect("cancelled without token")))
+                return Err(terminated(
+                    py,
+                    token.as_deref().expect("cancelled without token"),
+                ))
             }
             Err(WaitError::Timeout) => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -17,9 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::runtime::{block_on, deadline, owner};
-use crate::core::{
-    self, Arrival, BarrierError, CondError, SemError, SemKind, WaitError,
-};
+use crate::core::{self, Arrival, BarrierError, CondError, SemError, SemKind, WaitError};
 
 fn not_initialized(obj: &Bound<'_, PyAny>) -> PyErr {
     let name = obj
@@ -138,6 +136,7 @@ impl SemLock {
 
     /// The stdlib reaches the native lock as `lock._semlock`; here it is itself.
     #[getter]
+    #[allow(clippy::self_named_constructors)]
     fn _semlock<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
         slf.clone()
     }
@@ -222,13 +221,15 @@ impl Condition {
         // a complete wait (release, sleep, re-acquire), and between slices this
         // thread holds the lock again, so no notify can fall between two slices:
         // a notifier must hold the lock to notify.
-        let r = block_on(slf.py(), d, move |slice, tok| match cond.wait(me, slice, tok) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(WaitError::Timeout),
-            Err(CondError::Wait(e)) => Err(e),
-            // Checked by the caller before waiting; only a release by another
-            // thread of a plain Lock could get here.
-            Err(CondError::NotOwner) => Err(WaitError::Cancelled),
+        let r = block_on(slf.py(), d, move |slice, tok| {
+            match cond.wait(me, slice, tok) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(WaitError::Timeout),
+                Err(CondError::Wait(e)) => Err(e),
+                // Checked by the caller before waiting; only a release by another
+                // thread of a plain Lock could get here.
+                Err(CondError::NotOwner) => Err(WaitError::Cancelled),
+            }
         })?;
         Ok(r.is_some())
     }
@@ -248,7 +249,9 @@ impl Condition {
         let lock = lock.cast::<SemLock>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "Condition(lock=...) needs an ios_mp Lock or RLock, not {}",
-                lock.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+                lock.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
         let sem = SemLock::get(lock)?.clone();
@@ -508,11 +511,13 @@ impl Barrier {
         };
         let waited = {
             let core = core.clone();
-            block_on(py, d, move |slice, tok| match core.await_release(slice, tok) {
-                Ok(()) => Ok(true),
-                Err(BarrierError::Broken) => Ok(false),
-                Err(BarrierError::Timeout) => Err(WaitError::Timeout),
-                Err(BarrierError::Cancelled) => Err(WaitError::Cancelled),
+            block_on(py, d, move |slice, tok| {
+                match core.await_release(slice, tok) {
+                    Ok(()) => Ok(true),
+                    Err(BarrierError::Broken) => Ok(false),
+                    Err(BarrierError::Timeout) => Err(WaitError::Timeout),
+                    Err(BarrierError::Cancelled) => Err(WaitError::Cancelled),
+                }
             })
         };
         match waited {

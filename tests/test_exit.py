@@ -1,0 +1,65 @@
+"""How processes end with the interpreter: non-daemon ones are joined at exit,
+daemon ones are terminated, as with stdlib multiprocessing. These start a real
+interpreter (``python -m ios_mp --sandbox ios``), hence ``no_sandbox`` for the
+test process itself; the program under test runs inside the sandbox."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.no_sandbox
+
+
+def run(tmp_path, body: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run(
+        [sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(script)],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+    )
+
+
+def test_non_daemon_processes_are_joined_at_exit(tmp_path):
+    r = run(tmp_path, """
+        import multiprocessing, time
+        def late(path):
+            time.sleep(0.3)
+            open(path, "w").write("done")
+        if __name__ == "__main__":
+            multiprocessing.Process(target=late, args=("out.txt",)).start()
+            print("main returns")
+    """)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.txt").read_text() == "done"
+
+
+def test_daemon_processes_are_terminated_at_exit(tmp_path):
+    r = run(tmp_path, """
+        import multiprocessing, time
+        def forever(ev):
+            ev.wait()  # an ios_mp wait: terminate() at exit ends it
+        if __name__ == "__main__":
+            ev = multiprocessing.Event()
+            p = multiprocessing.Process(target=forever, args=(ev,), daemon=True)
+            p.start()
+            time.sleep(0.05)
+            print("exiting with", multiprocessing.active_children())
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "exiting with [<Process" in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_demo_from_the_readme_runs_in_the_sandbox():
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+    r = subprocess.run([sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(demo)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "os.fork available: False" in r.stdout
+    assert "exit codes: [0, 0, 0, 0]" in r.stdout
