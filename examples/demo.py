@@ -1,4 +1,7 @@
-"""A small multiprocessing program; run it with ``python -m ios_mp --sandbox ios examples/demo.py``."""
+"""A small multiprocessing program.
+
+Run it with ``python -m ios_mp --sandbox ios examples/demo.py``.
+"""
 
 import multiprocessing as mp
 import os
