@@ -27,9 +27,16 @@ What this module adds around the stdlib test module, and why:
   interpreter's own ``install_tests_in_module_dict()`` (the one the
   ``test_multiprocessing_fork`` package calls), with ios_mp's default start
   method, ``'fork'``: arguments are shared with the child, not pickled.
-* Dangling processes or threads after a test class (stdlib's ``BaseMixin`` and
-  ``tearDownModule`` only print a warning and set ``support.environment_altered``,
-  which regrtest's ``--fail-env-changed`` turns into a failure) fail the class here.
+* Dangling processes or threads after a test class: stdlib's ``BaseMixin`` and
+  ``tearDownModule`` print a warning and set ``support.environment_altered`` (which
+  regrtest's ``--fail-env-changed`` turns into a failure). Here, on top of the
+  warning, a process or non-daemon thread the class started that is still
+  *running* (after a grace of ``DANGLING_GRACE`` seconds) fails the class. Stopped
+  ones that are merely still referenced (by a failed test's traceback) and daemon
+  threads only warn: a daemon thread a child started outlives it here (a thread
+  cannot be killed), where the child's exit would have ended it
+  (``test_wait_for_threads`` leaves one in ``time.sleep(20)``).
+* The tests run in a temporary working directory, as under regrtest.
 * Standard streams are put back after each test: a child that assigns
   ``sys.stderr`` (``test_stderr_flush``, ``test_sys_exit``) assigns the app's,
   since its ``sys`` module is the parent's.
@@ -40,16 +47,22 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
-import multiprocessing
-import multiprocessing.managers
+import os
 import pathlib
 import sys
+import threading
+import time
 import types
 import unittest
 
 import pytest
 
-import ios_mp  # noqa: F401  (installs ios_mp as multiprocessing, if the plugin did not)
+import ios_mp
+import ios_mp.managers
+
+# The ios_mp pytest plugin (pyproject's addopts) installed ios_mp as multiprocessing.
+assert ios_mp.is_installed() and sys.modules["multiprocessing"] is ios_mp
+multiprocessing = ios_mp
 
 # Unittest classes are not pytest functions, but pytest-timeout reads the
 # closest ``timeout`` marker of each item, and a module's pytestmark is on
@@ -76,7 +89,7 @@ EXCLUDED_PREFIX = "excluded: "
 
 
 def _load_exclusions() -> types.ModuleType:
-    # By path: tests/ is not a package, and pytest's import mode must not matter.
+    # By path: whether tests/ is a package, and pytest's import mode, must not matter.
     spec = importlib.util.spec_from_file_location(
         "_ios_mp_cpython_exclusions", HERE / "cpython" / "exclusions.py"
     )
@@ -103,7 +116,7 @@ def _import_suite() -> types.ModuleType:
         "False). ios_mp itself never uses _multiprocessing."
     )
     saved = sys.modules.get("_multiprocessing", _MISSING)
-    manager = multiprocessing.managers.BaseManager
+    manager = ios_mp.managers.BaseManager
     lend_register = not hasattr(manager, "register")
     sys.modules["_multiprocessing"] = stand_in
     if lend_register:
@@ -134,17 +147,36 @@ def _excluded(test_id: str) -> str | None:
     return None
 
 
+DANGLING_GRACE = 2.0
+
+
+def _is_running(p) -> bool:
+    try:
+        return p.is_alive()
+    except ValueError:  # closed
+        return False
+
+
+def _still_running(before: tuple) -> list:
+    procs = set(multiprocessing.process._dangling) - set(before[0])
+    threads = set(threading._dangling) - set(before[1])
+    return [p for p in procs if _is_running(p)] + [
+        t for t in threads if t.is_alive() and not t.daemon
+    ]
+
+
 def _fail_on_dangling(cls: type) -> None:
-    """Make dangling processes/threads after ``cls`` an error, not only a warning."""
+    """Fail ``cls`` if it leaves processes or non-daemon threads running."""
     stdlib_teardown = cls.tearDownClass
 
     def tearDownClass(klass) -> None:
-        suite.support.environment_altered = False
-        stdlib_teardown()  # BaseMixin: gc, then warns about dangling processes/threads
-        if suite.support.environment_altered:
-            raise AssertionError(
-                f"{klass.__name__} left dangling processes or threads (see the warnings)"
-            )
+        deadline = time.monotonic() + DANGLING_GRACE
+        while _still_running(klass.dangling) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stdlib_teardown()  # BaseMixin: gc, then warns about any dangling process/thread
+        running = _still_running(klass.dangling)
+        if running:
+            raise AssertionError(f"{klass.__name__} left these running: {running}")
 
     cls.tearDownClass = classmethod(tearDownClass)
 
@@ -188,6 +220,18 @@ def _restore_std_streams():
     saved = sys.stdin, sys.stdout, sys.stderr
     yield
     sys.stdin, sys.stdout, sys.stderr = saved
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _in_a_work_dir(tmp_path_factory):
+    # As regrtest runs tests in a temporary working directory: some write files
+    # (os_helper.TESTFN, temp_cwd("tempcwd")) relative to it.
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cpython-suite"))
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 @pytest.fixture(autouse=True, scope="module")

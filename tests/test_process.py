@@ -303,3 +303,33 @@ def test_non_daemon_children_are_real_non_daemon_threads():
     ev.set()
     p.join(5)
     assert wait_until(lambda: not t.is_alive())
+
+
+def test_worker_exit_does_not_wait_for_idle_thread_pool_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(2)  # outlives the worker, like a module-level one
+    try:
+        p = multiprocessing.Process(target=lambda: pool.submit(sum, [1, 2]).result())
+        p.start()
+        p.join(5)
+        assert p.exitcode == 0
+    finally:
+        pool.shutdown()
+
+
+def test_worker_exit_waits_for_its_non_daemon_threads():
+    q = multiprocessing.Queue()
+
+    def child():
+        def late():
+            time.sleep(0.2)
+            q.put("thread done")
+
+        threading.Thread(target=late).start()
+
+    p = multiprocessing.Process(target=child)
+    p.start()
+    p.join(5)
+    assert p.exitcode == 0
+    assert q.get(timeout=0) == "thread done"  # already there when join() returned

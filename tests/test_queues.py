@@ -94,6 +94,24 @@ def test_unpicklable_value_raises_at_put():
     assert q.empty()
 
 
+def test_feeder_error_hook_of_a_subclass_gets_stdlib_behaviour():
+    seen = []
+
+    class SafeQueue(multiprocessing.queues.Queue):
+        @staticmethod
+        def _on_queue_feeder_error(e, obj):
+            seen.append((type(e), obj))
+
+    q = SafeQueue(ctx=CTX)
+    lock = threading.Lock()
+    q.put(lock)  # dropped and reported instead of raising
+    q.put("next")
+    assert seen == [(TypeError, lock)]
+    assert q.get(timeout=1) == "next"
+    with pytest.raises(TypeError):
+        multiprocessing.Queue().put(lock)
+
+
 def test_empty_and_timeouts():
     q = multiprocessing.Queue()
     with pytest.raises(queue.Empty):

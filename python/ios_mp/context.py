@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from . import process, reduction
+from . import process
+from . import reduction as _default_reduction
 
 __all__ = []  # names are reached as multiprocessing.<name>
 
@@ -32,6 +33,9 @@ class TimeoutError(ProcessError):
 
 class AuthenticationError(ProcessError):
     pass
+
+
+_reducer = _default_reduction
 
 
 class BaseContext:
@@ -183,11 +187,13 @@ class BaseContext:
 
     @property
     def reducer(self):
-        return globals().get("reduction")
+        """The module used for pickling (``multiprocessing.reduction``), as stdlib."""
+        return _reducer
 
     @reducer.setter
     def reducer(self, reduction) -> None:
-        globals()["reduction"] = reduction
+        global _reducer
+        _reducer = reduction
 
     def _check_available(self) -> None:
         pass

@@ -16,12 +16,19 @@ Differences from stdlib multiprocessing:
   blocked inside a C call (``time.sleep``, a socket read) ends when that call
   returns; ``join(timeout)`` returns on time regardless.
 * Threads started by a worker belong to it: ``current_process()`` in them is the
-  worker.
+  worker. As in stdlib, a worker whose ``run()`` has returned terminates its
+  daemonic children, waits for its other children and its non-daemon threads,
+  and only then exits (``join()`` returns, ``exitcode`` is set). Its daemon
+  threads are not stopped: they keep running until they return. A worker's
+  exit does not run ``threading``'s atexit hooks (they are the app's), which
+  in a real child shut down ``ThreadPoolExecutor`` threads; so it does not wait
+  for those pool threads either (they stay idle in the app).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 
@@ -36,7 +43,9 @@ ProcessTerminated = _core.ProcessTerminated
 
 class AuthenticationString(bytes):
     def __reduce__(self):
-        raise TypeError("Pickling an AuthenticationString object is disallowed for security reasons")
+        raise TypeError(
+            "Pickling an AuthenticationString object is disallowed for security reasons"
+        )
 
 
 class _MainProcess(BaseProcess):
@@ -46,8 +55,39 @@ class _MainProcess(BaseProcess):
 # Processes ever created and not yet collected (stdlib's test suite checks it).
 _dangling: weakref.WeakSet = weakref.WeakSet()
 
+# Called as hook(child, target, args, kwargs) in the parent when a child starts
+# (it has its pid but does not run yet), and as hook(process) in a process's own
+# thread as it exits (after run() and the wait for its children and threads,
+# before join() returns).
+_start_hooks: list = []
+_exit_hooks: list = []
+
+
+def _on_start(child: BaseProcess, target, args, kwargs) -> None:
+    for hook in _start_hooks:
+        hook(child, target, args, kwargs)
+
+
+def _on_exit(proc: BaseProcess) -> None:
+    errors = []
+    for hook in _exit_hooks:
+        try:
+            hook(proc)
+        except Exception as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
 _current_process = _MainProcess.__new__(_MainProcess)
-_core._configure(_current_process, _dangling, AuthenticationString, AuthenticationString(os.urandom(32)))
+_core._configure(
+    _current_process,
+    _dangling,
+    AuthenticationString,
+    AuthenticationString(os.urandom(32)),
+    _on_start,
+    _on_exit,
+)
 _parent_process = None
 
 _exitcode_to_name = {}
@@ -68,23 +108,45 @@ _orig_start = threading.Thread.start
 _orig_bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
 
+def _is_pool_worker(thread: threading.Thread) -> bool:
+    """A ``ThreadPoolExecutor`` worker thread. A real child's exit shuts these down
+    through threading's atexit hooks, which a worker's exit cannot run (they are
+    the app's), so the worker does not wait for them: it would wait forever."""
+    cf = sys.modules.get("concurrent.futures.thread")
+    return cf is not None and getattr(thread, "_target", None) is getattr(cf, "_worker", ())
+
+
 def _start(self: threading.Thread) -> None:
     owner = _core._worker_process()
-    if owner is not None:
-        self.__dict__["_ios_mp_owner"] = owner
-    _orig_start(self)
+    if owner is None:
+        _orig_start(self)
+        return
+    # Whether the worker's exit waits for this thread: not for daemon threads,
+    # as stdlib, and not for idle concurrent.futures pool threads either.
+    daemon = bool(self.daemon) or _is_pool_worker(self)
+    # Counted before the thread runs: the worker may finish run() first.
+    _core._thread_started(owner, daemon)
+    self.__dict__["_ios_mp_owner"] = (owner, daemon)
+    try:
+        _orig_start(self)
+    except BaseException:
+        if self.__dict__.pop("_ios_mp_owner", None) is not None:
+            _core._thread_finished(owner, daemon)
+        raise
 
 
 def _bootstrap_inner(self: threading.Thread) -> None:
-    owner = self.__dict__.pop("_ios_mp_owner", None)
-    if owner is None:
+    owned = self.__dict__.pop("_ios_mp_owner", None)
+    if owned is None:
         _orig_bootstrap_inner(self)
         return
+    owner, daemon = owned
     _core._adopt(owner)
     try:
         _orig_bootstrap_inner(self)
     finally:
         _core._unadopt()
+        _core._thread_finished(owner, daemon)
 
 
 def _patch_threading() -> None:

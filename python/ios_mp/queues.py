@@ -6,14 +6,18 @@ the same way. What differs:
 
 * Copy semantics are kept: ``put`` pickles (an unpicklable value raises pickle's
   error at ``put``, like ``SimpleQueue``; stdlib ``Queue`` only prints it from its
-  feeder thread) and ``get`` returns a new copy. Exact ``int``/``float``/
+  feeder thread, and a ``Queue`` subclass that defines stdlib's private
+  ``_on_queue_feeder_error(e, obj)`` hook gets that behaviour: the hook is
+  called and the item dropped) and ``get`` returns a new copy. Exact ``int``/``float``/
   ``complex``/``str``/``bytes``/``bool``/``None`` skip the copy: it could not be
   told apart. Pass ``copy=False`` (or call ``set_default_copy(False)``) to pass
   references instead, much faster for large objects you do not mutate.
 * There is no feeder thread: ``put`` is synchronous, ``join_thread()`` and
   ``cancel_join_thread()`` have nothing to wait for.
 * ``close()`` closes the queue for the calling process only, as closing a
-  process's pipe handles would; other processes keep using it.
+  process's pipe handles would; other processes keep using it. After it,
+  ``put``/``get`` raise ValueError, and ``empty()`` raises OSError if the process
+  had put something (as stdlib, whose feeder thread closes the handles).
 * ``qsize()`` works everywhere (stdlib raises NotImplementedError on macOS).
 """
 
@@ -28,6 +32,15 @@ __all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue", "get_defaul
            "set_default_copy"]
 
 _Base = _core._QueueBase
+
+
+def _report_feeder_error(queue, exc: BaseException, obj) -> None:
+    """Call ``queue._on_queue_feeder_error(exc, obj)`` while ``exc`` is being handled
+    (so the hook may use ``traceback.print_exc()``, as stdlib's default does)."""
+    try:
+        raise exc
+    except Exception as e:
+        queue._on_queue_feeder_error(e, obj)
 
 
 class Queue(_Base):

@@ -82,6 +82,21 @@ class RLock(SemLock):
         return f"<{type(self).__name__}({_holder_name(self)}, {count})>"
 
 
+class _Counter:
+    """Read-only stand-in for one of stdlib ``Condition``'s private semaphores."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value) -> None:
+        self._value = value
+
+    def get_value(self) -> int:
+        return self._value()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}(value={self.get_value()})>"
+
+
 class Condition(_core.Condition):
     def __init__(self, lock=None, *, ctx=None) -> None:
         self._init(RLock() if lock is None else lock)
@@ -89,12 +104,35 @@ class Condition(_core.Condition):
     def __repr__(self) -> str:
         return f"<{type(self).__name__}({self._lock}, {self._waiters()})>"
 
+    # stdlib's Condition is built from three semaphores, and code written against
+    # it (CPython's own tests among it) reads their values to see that no thread
+    # is left inside wait(): sleeping - woken is the number of threads inside
+    # wait(), wait_semaphore the notifications not yet taken by a waiter. ios_mp
+    # keeps that state natively; these report the same numbers.
+    @property
+    def _sleeping_count(self) -> _Counter:
+        return _Counter(lambda: self._waiters() + self._pending())
+
+    @property
+    def _woken_count(self) -> _Counter:
+        return _Counter(lambda: 0)
+
+    @property
+    def _wait_semaphore(self) -> _Counter:
+        return _Counter(self._pending)
+
 
 class Event(_core.Event):
     def __init__(self, *, ctx=None) -> None:
         pass
 
+    def __repr__(self) -> str:
+        set_status = "set" if self.is_set() else "unset"
+        return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"
+
 
 class Barrier(_core.Barrier):
-    def __init__(self, parties: int, action=None, timeout: float | None = None, *, ctx=None) -> None:
+    def __init__(
+        self, parties: int, action=None, timeout: float | None = None, *, ctx=None
+    ) -> None:
         self._init(parties, action, timeout)

@@ -109,15 +109,24 @@ abstract_sockets_supported = _platform_supports_abstract_sockets()
 _temp_dir: str | None = None
 
 
+def _remove_temp_dir(rmtree, tempdir: str) -> None:
+    """Finalizer of ``get_temp_dir()``'s directory; the next call makes a new one."""
+    global _temp_dir
+    rmtree(tempdir, True)
+    if _temp_dir == tempdir:
+        _temp_dir = None
+
+
 def get_temp_dir() -> str:
-    """A private temporary directory, removed at exit."""
+    """A private temporary directory, removed at exit (or by ``_run_finalizers()``)."""
     global _temp_dir
     if _temp_dir is None:
         import shutil
 
         _temp_dir = tempfile.mkdtemp(prefix="pymp-")
         info("created temp directory %s", _temp_dir)
-        Finalize(None, shutil.rmtree, args=(_temp_dir, True), exitpriority=-100)
+        # A strong reference to rmtree: the finalizer may run late at shutdown.
+        Finalize(None, _remove_temp_dir, args=(shutil.rmtree, _temp_dir), exitpriority=-100)
     return _temp_dir
 
 
@@ -139,7 +148,9 @@ class Finalize:
 
     def __init__(self, obj, callback, args=(), kwargs=None, exitpriority=None) -> None:
         if exitpriority is not None and not isinstance(exitpriority, int):
-            raise TypeError(f"Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)}")
+            raise TypeError(
+                f"Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)}"
+            )
         if obj is not None:
             self._weakref = weakref.ref(obj, self)
         elif exitpriority is None:
@@ -273,7 +284,7 @@ MAXFD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 256
 
 
 def close_all_fds_except(fds) -> None:
-    fds = sorted(set(list(fds) + [-1, MAXFD]))
+    fds = sorted({*fds, -1, MAXFD})
     for i in range(len(fds) - 1):
         os.closerange(fds[i] + 1, fds[i + 1])
 

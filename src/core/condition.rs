@@ -115,8 +115,14 @@ impl Condition {
         woken
     }
 
+    /// Threads waiting and not notified yet.
     pub fn waiters(&self) -> usize {
         self.m.lock().waiting.len()
+    }
+
+    /// Notifications granted whose waiter has not woken up yet.
+    pub fn pending(&self) -> usize {
+        self.m.lock().granted.len()
     }
 }
 
@@ -146,8 +152,10 @@ mod tests {
         let me = (0, 1);
         lock.acquire(me, None, None).unwrap();
         assert_eq!(c.notify(5), 1);
+        assert_eq!(c.waiters(), 0);
         lock.release(me).unwrap();
         assert_eq!(h.join().unwrap(), (Ok(true), 2));
+        assert_eq!(c.pending(), 0);
     }
 
     #[test]

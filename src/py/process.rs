@@ -18,7 +18,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use super::runtime::{self, block_on, deadline, Binding, ProcessTerminated};
-use crate::core::{ProcessHandle, ProcessTable};
+use crate::core::{JoinCounter, ProcessHandle, ProcessTable};
 
 static TABLE: OnceLock<ProcessTable> = OnceLock::new();
 
@@ -31,6 +31,20 @@ struct Hooks {
     main: Py<BaseProcess>,
     dangling: Py<PyAny>,
     authkey_type: Py<PyAny>,
+    /// `on_start(child, target, args, kwargs)`: in the parent, after the child
+    /// has its pid and before it runs. `on_exit(process)`: in the process's thread, last thing
+    /// before it is marked exited (also when its thread could not start).
+    on_start: Py<PyAny>,
+    on_exit: Py<PyAny>,
+}
+
+/// Call the `on_exit` hook; an error is reported as unraisable, never raised.
+fn run_exit_hook(py: Python<'_>, process: &Bound<'_, BaseProcess>) {
+    if let Ok(h) = hooks(py) {
+        if let Err(e) = h.on_exit.bind(py).call1((process,)) {
+            e.write_unraisable(py, Some(process.as_any()));
+        }
+    }
 }
 
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
@@ -79,6 +93,9 @@ struct ProcessInner {
 pub struct BaseProcess {
     inner: Mutex<ProcessInner>,
     child_counter: AtomicU32,
+    /// Non-daemon threads started by this process (or its threads) that have
+    /// not finished; the process exits only when there are none left.
+    threads: JoinCounter,
 }
 
 fn signal_name(code: i32) -> Option<&'static str> {
@@ -161,6 +178,7 @@ impl BaseProcess {
         Self {
             inner: Mutex::new(ProcessInner::default()),
             child_counter: AtomicU32::new(1),
+            threads: JoinCounter::default(),
         }
     }
 
@@ -284,6 +302,24 @@ impl BaseProcess {
             g.handle = Some(handle.clone());
             (g.name.clone(), g.daemon)
         };
+        let (target, args, kwargs) = {
+            let g = this.inner.lock();
+            (
+                g.target.as_ref().map(|t| t.clone_ref(py)),
+                g.args.as_ref().map(|a| a.clone_ref(py)),
+                g.kwargs.as_ref().map(|k| k.clone_ref(py)),
+            )
+        };
+        if let Err(e) = hooks(py)?
+            .on_start
+            .bind(py)
+            .call1((slf, target, args, kwargs))
+        {
+            this.inner.lock().handle = None;
+            handle.set_exited(1);
+            table().reap(handle.vpid());
+            return Err(e);
+        }
         let threading = py.import("threading")?;
         let kw = PyDict::new(py);
         kw.set_item(
@@ -305,6 +341,7 @@ impl BaseProcess {
             Err(e) => {
                 // Never an OSError: callers such as Ansible treat OSError from
                 // start() as "skip this task" and would silently drop work.
+                run_exit_hook(py, slf);
                 handle.set_exited(1);
                 table().reap(handle.vpid());
                 return Err(PyRuntimeError::new_err(format!(
@@ -622,6 +659,43 @@ fn flush_std_streams(py: Python<'_>) {
     }
 }
 
+/// What stdlib's child process does between `run()` returning and exiting:
+/// `util._exit_function()` terminates its daemonic children and joins the
+/// other children, then `threading._shutdown()` waits for its non-daemon
+/// threads. A `terminate()`/`kill()` of this process ends the waiting at once
+/// (stdlib's signal would kill the process, threads and all). Daemonic
+/// children are not waited for: one busy in a C call may take a while to see
+/// its termination.
+fn wind_down(py: Python<'_>, process: &Bound<'_, BaseProcess>, handle: &ProcessHandle) {
+    if handle.token().is_cancelled() {
+        return;
+    }
+    let this = process.get();
+    this.prune_children(py);
+    let children: Vec<Py<BaseProcess>> = {
+        let g = this.inner.lock();
+        g.children.iter().map(|c| c.clone_ref(py)).collect()
+    };
+    for c in &children {
+        if c.get().daemon() {
+            let _ = c.get().signal(py, 15);
+        }
+    }
+    for c in &children {
+        let child = c.get();
+        if child.daemon() {
+            continue;
+        }
+        if let Some(h) = child.handle() {
+            if block_on(py, None, |d, tok| h.join(d, tok)).is_err() {
+                return; // terminated meanwhile
+            }
+        }
+    }
+    let threads = &this.threads;
+    let _ = block_on(py, None, |d, tok| threads.join(d, tok));
+}
+
 /// The body of every worker thread.
 #[pyfunction]
 fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
@@ -647,6 +721,7 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     // already pending.
     this.inner.lock().exiting = true;
     runtime::clear_async_exc(py, runtime::thread_ident());
+    wind_down(py, &process, &handle);
 
     let name = this.name();
     let code = match handle.token().reason() {
@@ -662,6 +737,7 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
         g.args = None;
         g.kwargs = None;
     }
+    run_exit_hook(py, &process);
     CURRENT.with(|c| c.borrow_mut().take());
     runtime::unbind();
     handle.set_exited(code);
@@ -678,6 +754,22 @@ fn _adopt(process: Bound<'_, BaseProcess>) {
             token: Some(h.token().clone()),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(process.unbind()));
+    }
+}
+
+/// A thread is being started by a thread of `process` (`threading.Thread.start`).
+#[pyfunction]
+fn _thread_started(process: Bound<'_, BaseProcess>, daemon: bool) {
+    if !daemon {
+        process.get().threads.incr();
+    }
+}
+
+/// A thread counted by `_thread_started` has finished (or failed to start).
+#[pyfunction]
+fn _thread_finished(process: Bound<'_, BaseProcess>, daemon: bool) {
+    if !daemon {
+        process.get().threads.done();
     }
 }
 
@@ -721,15 +813,19 @@ fn active_children(py: Python<'_>) -> PyResult<Vec<Py<BaseProcess>>> {
 }
 
 /// Register the Python-side objects: the main process (an instance of
-/// `process._MainProcess`, uninitialized), the `_dangling` WeakSet and the
-/// `AuthenticationString` type.
+/// `process._MainProcess`, uninitialized), the `_dangling` WeakSet, the
+/// `AuthenticationString` type, the main process's authkey and the
+/// `on_start`/`on_exit` hooks (see [`Hooks`]).
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn _configure(
     py: Python<'_>,
     main: Bound<'_, BaseProcess>,
     dangling: Py<PyAny>,
     authkey_type: Py<PyAny>,
     authkey: Py<PyAny>,
+    on_start: Py<PyAny>,
+    on_exit: Py<PyAny>,
 ) -> PyResult<()> {
     {
         let mut g = main.get().inner.lock();
@@ -745,6 +841,8 @@ fn _configure(
                 main: main.unbind(),
                 dangling,
                 authkey_type,
+                on_start,
+                on_exit,
             },
         )
         .map_err(|_| PyRuntimeError::new_err("ios_mp._core is already configured"))
@@ -766,6 +864,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_bootstrap, m)?)?;
     m.add_function(wrap_pyfunction!(_adopt, m)?)?;
     m.add_function(wrap_pyfunction!(_unadopt, m)?)?;
+    m.add_function(wrap_pyfunction!(_thread_started, m)?)?;
+    m.add_function(wrap_pyfunction!(_thread_finished, m)?)?;
     m.add_function(wrap_pyfunction!(_worker_process, m)?)?;
     m.add_function(wrap_pyfunction!(current_process, m)?)?;
     m.add_function(wrap_pyfunction!(parent_process, m)?)?;

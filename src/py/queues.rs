@@ -14,13 +14,17 @@
 //! process that closed the queue can no longer use it (stdlib's ValueError for
 //! `Queue`, OSError for `SimpleQueue`); other processes keep using it. Threads of
 //! the closing process blocked in `get`/`put` are woken and get that error.
+//! As in stdlib, a `Queue`'s `empty()` raises OSError after `close()` only if
+//! the process had put something (stdlib's feeder thread then closed the
+//! process's pipe handles); `qsize()`, `full()`, `task_done()` and `join()` keep
+//! working after `close()`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyException, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyInt, PyString, PyTuple};
@@ -54,6 +58,10 @@ struct State {
     closed_by: Mutex<HashSet<u64>>,
     closed_any: AtomicBool,
     on_close: Broadcast,
+    /// Processes (keys) that have put into the queue (stdlib: started its
+    /// feeder thread there), and the last one, to skip the lock when unchanged.
+    putters: Mutex<HashSet<u64>>,
+    last_putter: AtomicU64,
 }
 
 #[pyclass(
@@ -105,6 +113,46 @@ impl QueueBase {
 
     fn closed_here(st: &State) -> bool {
         st.closed_any.load(Ordering::Acquire) && st.closed_by.lock().contains(&process_key())
+    }
+
+    /// Remember that the calling process has put into the queue.
+    fn mark_putter(st: &State) {
+        let key = process_key();
+        if st.last_putter.load(Ordering::Relaxed) != key {
+            st.putters.lock().insert(key);
+            st.last_putter.store(key, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the calling process's pipe handles would be closed: it closed
+    /// the queue, and (for `Queue`) it had put something before.
+    fn handles_closed_here(st: &State) -> bool {
+        Self::closed_here(st)
+            && (st.flavor == Flavor::Simple || st.putters.lock().contains(&process_key()))
+    }
+
+    /// `put` could not pickle `obj`. By default that raises pickle's error here,
+    /// in the caller. A `Queue` subclass that defines stdlib's private hook
+    /// `_on_queue_feeder_error(e, obj)` asked for stdlib's feeder-thread
+    /// behaviour instead: the hook is called (while `e` is being handled) and the
+    /// item is dropped.
+    fn unpicklable(
+        slf: &Bound<'_, Self>,
+        st: &State,
+        err: PyErr,
+        obj: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if st.flavor != Flavor::Queue
+            || !err.is_instance_of::<PyException>(py)
+            || !slf.hasattr("_on_queue_feeder_error")?
+        {
+            return Err(err);
+        }
+        static REPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let report = REPORT.import(py, "ios_mp.queues", "_report_feeder_error")?;
+        report.call1((slf, err.into_value(py), obj))?;
+        Ok(())
     }
 
     fn closed_error(slf: &Bound<'_, Self>, st: &State) -> PyErr {
@@ -189,6 +237,8 @@ impl QueueBase {
             closed_by: Mutex::new(HashSet::new()),
             closed_any: AtomicBool::new(false),
             on_close: Broadcast::default(),
+            putters: Mutex::new(HashSet::new()),
+            last_putter: AtomicU64::new(u64::MAX),
         };
         slf.get()
             .st
@@ -218,7 +268,11 @@ impl QueueBase {
         if Self::closed_here(st) {
             return Err(Self::closed_error(slf, st));
         }
-        let item = Self::encode(py, st, obj)?;
+        let item = match Self::encode(py, st, obj.clone()) {
+            Ok(item) => item,
+            Err(err) => return Self::unpicklable(slf, st, err, obj),
+        };
+        Self::mark_putter(st);
         if let Some(u) = &st.unfinished {
             // Count before the item is visible, or a fast consumer's task_done()
             // could run first and be refused.
@@ -318,28 +372,22 @@ impl QueueBase {
         Self::_get(slf, false, None)
     }
 
+    /// stdlib computes it from a semaphore, which closing does not touch.
     fn _qsize(slf: &Bound<'_, Self>) -> PyResult<usize> {
-        let st = Self::state(slf)?;
-        if Self::closed_here(st) {
-            return Err(PyOSError::new_err("handle is closed"));
-        }
-        Ok(st.chan.len())
+        Ok(Self::state(slf)?.chan.len())
     }
 
+    /// stdlib polls the process's read handle, which may be closed.
     fn _empty(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let st = Self::state(slf)?;
-        if Self::closed_here(st) {
+        if Self::handles_closed_here(st) {
             return Err(PyOSError::new_err("handle is closed"));
         }
         Ok(st.chan.is_empty())
     }
 
     fn _full(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        let st = Self::state(slf)?;
-        if Self::closed_here(st) {
-            return Err(PyOSError::new_err("handle is closed"));
-        }
-        Ok(st.chan.is_full())
+        Ok(Self::state(slf)?.chan.is_full())
     }
 
     /// Close this process's end (see the module docs).
@@ -378,9 +426,6 @@ impl QueueBase {
             .unfinished
             .as_ref()
             .ok_or_else(|| PyValueError::new_err("not a joinable queue"))?;
-        if Self::closed_here(st) {
-            return Err(Self::closed_error(slf, st));
-        }
         if u.done() {
             Ok(())
         } else {
@@ -394,9 +439,6 @@ impl QueueBase {
             .unfinished
             .as_ref()
             .ok_or_else(|| PyValueError::new_err("not a joinable queue"))?;
-        if Self::closed_here(st) {
-            return Err(Self::closed_error(slf, st));
-        }
         block_on(slf.py(), None, |d, tok| u.join(d, tok))?;
         Ok(())
     }

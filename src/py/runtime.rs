@@ -172,9 +172,16 @@ where
     }
 }
 
+/// The calling thread's process key: its virtual pid, or 0 in the main process.
+#[pyfunction]
+fn _process_key() -> u64 {
+    process_key()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("ProcessTerminated", py.get_type::<ProcessTerminated>())?;
+    m.add_function(wrap_pyfunction!(_process_key, m)?)?;
     let main: u64 = py
         .import("threading")?
         .call_method0("main_thread")?

@@ -341,6 +341,11 @@ impl Condition {
         Ok(Self::get(slf)?.0.waiters())
     }
 
+    /// Notified waiters that have not woken up yet.
+    fn _pending(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(Self::get(slf)?.0.pending())
+    }
+
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         Err(share_only_by_inheritance(slf.as_any()))
     }

@@ -20,7 +20,7 @@ __all__ = [
     "active_children", "current_process", "freeze_support", "shutdown",
 ]
 
-from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore  # noqa: E402
+from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 
 
 class DummyProcess(threading.Thread):
@@ -34,7 +34,7 @@ class DummyProcess(threading.Thread):
     def start(self) -> None:
         if self._parent is not current_process():
             raise RuntimeError(
-                "Parent is {!r} but current_process is {!r}".format(self._parent, current_process())
+                f"Parent is {self._parent!r} but current_process is {current_process()!r}"
             )
         self._start_called = True
         if hasattr(self._parent, "_children"):
