@@ -320,20 +320,18 @@ impl BaseProcess {
             table().reap(handle.vpid());
             return Err(e);
         }
-        let threading = py.import("threading")?;
+        static THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static BOOTSTRAP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let kw = PyDict::new(py);
         kw.set_item(
             "target",
-            py.get_type::<BaseProcess>()
-                .py()
-                .import("ios_mp._core")?
-                .getattr("_bootstrap")?,
+            BOOTSTRAP.import(py, "ios_mp._core", "_bootstrap")?,
         )?;
         kw.set_item("args", (slf,))?;
         kw.set_item("name", &name)?;
         kw.set_item("daemon", daemon)?;
-        let started = threading
-            .getattr("Thread")?
+        let started = THREAD
+            .import(py, "threading", "Thread")?
             .call((), Some(&kw))
             .and_then(|t| t.call_method0("start").map(|_| t));
         let thread = match started {
@@ -350,6 +348,8 @@ impl BaseProcess {
             }
         };
         let ident: Option<u64> = thread.getattr("ident")?.extract()?;
+        // Logged with the GIL held (pyo3-log needs it; see its docs).
+        log::debug!(target: "ios_mp", "started {name} (vpid {}, thread {ident:?})", handle.vpid());
         {
             let mut g = this.inner.lock();
             g.thread = Some(thread.unbind());
@@ -740,6 +740,7 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     run_exit_hook(py, &process);
     CURRENT.with(|c| c.borrow_mut().take());
     runtime::unbind();
+    log::debug!(target: "ios_mp", "{} (vpid {}) exited with {code}", this.name(), handle.vpid());
     handle.set_exited(code);
     table().reap(handle.vpid());
     Ok(())
