@@ -82,6 +82,9 @@ AREAS = (
     "_TestCondition",
     "_TestEvent",
     "_TestBarrier",
+    "_TestValue",
+    "_TestArray",
+    "_TestSharedCTypes",
 )
 FLAVOUR = "processes"
 START_METHOD = multiprocessing.get_start_method()  # ios_mp's default: 'fork'

@@ -14,12 +14,6 @@ for tests that exist, or differ, only in some versions (key: (major, minor)).
 from __future__ import annotations
 
 # Reasons shared by several tests.
-_NOT_YET = "not implemented yet (issue: the rest of multiprocessing)"
-_SHAREDCTYPES = "needs multiprocessing.sharedctypes.Value, " + _NOT_YET
-_HEAP = (
-    "the suite's _DummyList helper (used by its Bunch of processes) needs "
-    "multiprocessing.heap.BufferWrapper, " + _NOT_YET
-)
 _SLEEP_TERMINATE = (
     "terminates a child blocked in time.sleep() and expects it to die at once: a "
     "thread cannot be interrupted inside a C call, only at its next bytecode or "
@@ -45,18 +39,6 @@ EXCLUSIONS: dict[str, str] = {
         "defines _on_queue_feeder_error gets stdlib's behaviour "
         "(test_queue_feeder_on_queue_feeder_error passes; tests/test_queues.py)"
     ),
-    # --- needs parts of multiprocessing not implemented yet -------------------
-    "WithProcessesTestCondition.test_waitfor": _SHAREDCTYPES,
-    "WithProcessesTestCondition.test_waitfor_timeout": _SHAREDCTYPES,
-    "WithProcessesTestBarrier.test_barrier": _HEAP,
-    "WithProcessesTestBarrier.test_barrier_10": _HEAP,
-    "WithProcessesTestBarrier.test_wait_return": _HEAP,
-    "WithProcessesTestBarrier.test_action": _HEAP,
-    "WithProcessesTestBarrier.test_abort": _HEAP,
-    "WithProcessesTestBarrier.test_reset": _HEAP,
-    "WithProcessesTestBarrier.test_abort_and_reset": _HEAP,
-    "WithProcessesTestBarrier.test_timeout": _HEAP,
-    "WithProcessesTestBarrier.test_default_timeout": _HEAP,
 }
 
 PER_VERSION: dict[tuple[int, int], dict[str, str]] = {}
