@@ -31,7 +31,8 @@ use pyo3::types::{PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyInt, PyString, 
 
 use super::runtime::{block_on, deadline, process_key};
 use super::synchronize::share_only_by_inheritance;
-use crate::core::{Broadcast, Channel, JoinCounter, RecvError, SendError, WaitError};
+use crate::core::{Broadcast, CancelToken, Channel, JoinCounter, RecvError, SendError, WaitError};
+use crossbeam_channel::Receiver;
 
 static DEFAULT_COPY: AtomicBool = AtomicBool::new(true);
 
@@ -153,6 +154,26 @@ impl QueueBase {
         let report = REPORT.import(py, "ios_mp.queues", "_report_feeder_error")?;
         report.call1((slf, err.into_value(py), obj))?;
         Ok(())
+    }
+
+    /// One round of a blocking channel operation: `op` gets the interrupts to
+    /// select on, `[cancellation, close]` (index 0 fires when this process is
+    /// terminated, index 1 when any process closes the queue). The close
+    /// subscription is taken before checking whether `key` closed the queue, so
+    /// a close racing with this check still wakes `op`.
+    fn interruptible<R>(
+        st: &State,
+        key: u64,
+        tok: Option<&CancelToken>,
+        op: impl FnOnce(&[&Receiver<()>]) -> Result<Outcome<R>, WaitError>,
+    ) -> Result<Outcome<R>, WaitError> {
+        let sub = st.on_close.subscribe();
+        if st.closed_by.lock().contains(&key) {
+            return Ok(Outcome::Closed);
+        }
+        let never = crossbeam_channel::never();
+        let cancel = tok.map_or(&never, CancelToken::receiver);
+        op(&[cancel, &sub])
     }
 
     fn closed_error(slf: &Bound<'_, Self>, st: &State) -> PyErr {
@@ -295,29 +316,25 @@ impl QueueBase {
         let key = process_key();
         let mut slot = Some(item);
         let r = block_on(py, d, |slice, tok| {
-            let sub = st.on_close.subscribe();
-            if st.closed_by.lock().contains(&key) {
-                return Ok(Outcome::Closed);
-            }
-            let never = crossbeam_channel::never();
-            let cancel = tok.map_or(&never, |t| t.receiver());
-            let item = slot.take().expect("item present until sent");
-            match st.chan.send(item, slice, &[cancel, &sub]) {
-                Ok(()) => Ok(Outcome::Done(())),
-                Err(SendError::Full(item)) => {
-                    slot = Some(item);
-                    Err(WaitError::Timeout)
+            Self::interruptible(st, key, tok, |interrupts| {
+                let item = slot.take().expect("item present until sent");
+                match st.chan.send(item, slice, interrupts) {
+                    Ok(()) => Ok(Outcome::Done(())),
+                    Err(SendError::Full(item)) => {
+                        slot = Some(item);
+                        Err(WaitError::Timeout)
+                    }
+                    Err(SendError::Interrupted(item, 0)) => {
+                        slot = Some(item);
+                        Err(WaitError::Cancelled)
+                    }
+                    Err(SendError::Interrupted(item, _)) => {
+                        slot = Some(item);
+                        // Closed by some process: ours? Re-check on the next round.
+                        Err(WaitError::Timeout)
+                    }
                 }
-                Err(SendError::Interrupted(item, 0)) => {
-                    slot = Some(item);
-                    Err(WaitError::Cancelled)
-                }
-                Err(SendError::Interrupted(item, _)) => {
-                    slot = Some(item);
-                    // Closed by some process: ours? Re-check on the next round.
-                    Err(WaitError::Timeout)
-                }
-            }
+            })
         });
         match r {
             Ok(Some(Outcome::Done(()))) => Ok(()),
@@ -343,19 +360,15 @@ impl QueueBase {
         let d = deadline(timeout)?;
         let key = process_key();
         let r = block_on(py, d, |slice, tok| {
-            let sub = st.on_close.subscribe();
-            if st.closed_by.lock().contains(&key) {
-                return Ok(Outcome::Closed);
-            }
-            let never = crossbeam_channel::never();
-            let cancel = tok.map_or(&never, |t| t.receiver());
-            match st.chan.recv(slice, &[cancel, &sub]) {
-                Ok(item) => Ok(Outcome::Done(item)),
-                Err(RecvError::Empty) => Err(WaitError::Timeout),
-                Err(RecvError::Interrupted(0)) => Err(WaitError::Cancelled),
-                // Closed by some process: loop and re-check (ours, or not).
-                Err(RecvError::Interrupted(_)) => Err(WaitError::Timeout),
-            }
+            Self::interruptible(st, key, tok, |interrupts| {
+                match st.chan.recv(slice, interrupts) {
+                    Ok(item) => Ok(Outcome::Done(item)),
+                    Err(RecvError::Empty) => Err(WaitError::Timeout),
+                    Err(RecvError::Interrupted(0)) => Err(WaitError::Cancelled),
+                    // Closed by some process: loop and re-check (ours, or not).
+                    Err(RecvError::Interrupted(_)) => Err(WaitError::Timeout),
+                }
+            })
         })?;
         match r {
             Some(Outcome::Done(item)) => Self::decode(py, item),
