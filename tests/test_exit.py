@@ -63,3 +63,46 @@ def test_demo_from_the_readme_runs_in_the_sandbox():
     assert r.returncode == 0, r.stderr
     assert "os.fork available: False" in r.stdout
     assert "exit codes: [0, 0, 0, 0]" in r.stdout
+
+
+def test_finished_and_terminated_workers_leave_the_interpreter_unharmed(tmp_path):
+    """A regression test: clearing a pending asynchronous exception with
+    PyThreadState_SetAsyncExc(ident, NULL) leaves CPython < 3.13's eval breaker
+    signalled for good, so every later call takes the slow path and, on 3.11,
+    any profile/trace function loops forever. Workers that ran normally, were
+    terminated while waiting, or while running Python, must leave tracing and
+    profiling working (pdb, coverage, cProfile rely on them)."""
+    r = run(tmp_path, """
+        import multiprocessing, sys, time
+
+        def spin(started):
+            started.set()
+            while True:
+                pass
+
+        if __name__ == "__main__":
+            p = multiprocessing.Process(target=print, args=("worker ran",))
+            p.start(); p.join()
+            ev = multiprocessing.Event()
+            p = multiprocessing.Process(target=ev.wait)
+            p.start(); time.sleep(0.05); p.terminate(); p.join()
+            assert p.exitcode == -15, p.exitcode
+            started = multiprocessing.Event()
+            p = multiprocessing.Process(target=spin, args=(started,))
+            p.start(); started.wait(); p.kill(); p.join()
+            assert p.exitcode == -9, p.exitcode
+            calls = []
+            sys.setprofile(lambda frame, event, arg: calls.append(event))
+            for _ in range(100):
+                len("x")
+            sys.setprofile(None)
+            sys.settrace(lambda frame, event, arg: None)
+            def f():
+                return 1
+            for _ in range(100):
+                f()
+            sys.settrace(None)
+            print("profiled", len(calls) > 0)
+    """, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "worker ran" in r.stdout and "profiled True" in r.stdout

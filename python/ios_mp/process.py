@@ -97,6 +97,17 @@ for _name, _signum in list(__import__("signal").__dict__.items()):
 del _name, _signum
 
 
+def _absorb_termination() -> None:
+    """Give a pending asynchronous ProcessTerminated a bytecode to be delivered at.
+
+    Called from Rust (``runtime::absorb_pending_termination``), which swallows
+    the exception: the loop's backward jump is where every CPython checks for
+    asynchronous exceptions.
+    """
+    for _ in range(2):
+        pass
+
+
 def _cleanup() -> None:
     """Forget finished children of the current process (stdlib name)."""
     active_children()

@@ -693,7 +693,11 @@ fn wind_down(py: Python<'_>, process: &Bound<'_, BaseProcess>, handle: &ProcessH
         }
     }
     let threads = &this.threads;
-    let _ = block_on(py, None, |d, tok| threads.join(d, tok));
+    // Only wait (and so release the GIL) when there is something to wait for:
+    // each GIL hand-off costs, and most workers start no threads.
+    if threads.unfinished() > 0 {
+        let _ = block_on(py, None, |d, tok| threads.join(d, tok));
+    }
 }
 
 /// The body of every worker thread.
@@ -720,7 +724,10 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     // exiting (terminate() checks this with the GIL held) and drop any that is
     // already pending.
     this.inner.lock().exiting = true;
-    runtime::clear_async_exc(py, runtime::thread_ident());
+    if handle.token().is_cancelled() {
+        // terminate() may have queued one before `exiting` was set.
+        runtime::absorb_pending_termination(py);
+    }
     wind_down(py, &process, &handle);
 
     let name = this.name();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PySystemExit, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::core::{CancelToken, Owner, WaitError};
 
@@ -116,19 +117,34 @@ pub fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
 
 /// The error a worker sees when its process is terminated while it waits.
 ///
-/// Also clears the asynchronous exception that `terminate()` queued for this
-/// thread, so the termination is raised once, here, and not a second time at
-/// some later bytecode.
+/// `terminate()` may also have queued an asynchronous `ProcessTerminated` for
+/// this thread; it is absorbed first, so the termination is raised once, here,
+/// and not a second time at some later bytecode.
 pub fn terminated(py: Python<'_>, token: &CancelToken) -> PyErr {
-    clear_async_exc(py, thread_ident());
+    absorb_pending_termination(py);
     let sig = token.reason().unwrap_or(15);
     ProcessTerminated::new_err((format!("process terminated by signal {sig}"),))
 }
 
-pub fn clear_async_exc(_py: Python<'_>, ident: u64) {
-    // SAFETY: called with the GIL held; a NULL exception clears any pending one.
-    unsafe {
-        pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut());
+/// Let an asynchronous `ProcessTerminated` queued for the calling thread be
+/// delivered now, and drop it. Harmless when none is pending.
+///
+/// Not `PyThreadState_SetAsyncExc(ident, NULL)`: before CPython 3.13 that call
+/// signals the eval breaker, and only the *delivery* of a non-NULL exception
+/// unsignals it; every later function call of every thread would then take the
+/// slow path, and on 3.11 a trace or profile function would loop forever. So a
+/// few bytecodes with a backward jump (where every version checks the breaker)
+/// are run instead, and the exception they receive is swallowed.
+pub fn absorb_pending_termination(py: Python<'_>) {
+    static ABSORB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let Ok(absorb) = ABSORB.import(py, "ios_mp.process", "_absorb_termination") else {
+        return;
+    };
+    for _ in 0..2 {
+        match absorb.call0() {
+            Err(e) if e.is_instance_of::<ProcessTerminated>(py) => continue,
+            _ => return,
+        }
     }
 }
 
