@@ -73,9 +73,10 @@ def install() -> None:
             saved[name] = mod
             del sys.modules[name]
     sys.modules.update(ours)
-    from . import process
+    from . import _virtual, process
 
     process._patch_threading()
+    _virtual.install()
     _saved = saved
 
 
@@ -89,7 +90,8 @@ def uninstall() -> None:
             sys.modules.pop(name, None)
         else:
             sys.modules[name] = mod  # type: ignore[assignment]
-    from . import process
+    from . import _virtual, process
 
+    _virtual.uninstall()
     process._unpatch_threading()
     _saved = None

@@ -13,8 +13,9 @@ Differences from stdlib multiprocessing:
 * ``terminate()``/``kill()`` end a worker waiting in any ios_mp primitive at once,
   and one running Python code at its next bytecode (an asynchronous
   ``ProcessTerminated``); exit codes are -15 and -9 as for real signals. A worker
-  blocked inside a C call (``time.sleep``, a socket read) ends when that call
-  returns; ``join(timeout)`` returns on time regardless.
+  blocked inside another C call (a socket read) ends when that call returns;
+  ``time.sleep`` in a worker is interruptible (see ``_virtual.py``);
+  ``join(timeout)`` returns on time regardless.
 * Threads started by a worker belong to it: ``current_process()`` in them is the
   worker. As in stdlib, a worker whose ``run()`` has returned terminates its
   daemonic children, waits for its other children and its non-daemon threads,
@@ -60,6 +61,8 @@ _dangling: weakref.WeakSet = weakref.WeakSet()
 # thread as it exits (after run() and the wait for its children and threads,
 # before join() returns).
 _start_hooks: list = []
+# Started processes by virtual pid, for os.kill(vpid, ...) (see _virtual.py).
+_by_vpid: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _exit_hooks: list = []
 
 
@@ -78,6 +81,12 @@ def _on_exit(proc: BaseProcess) -> None:
     if errors:
         raise errors[0]
 
+
+def _register_vpid(child: BaseProcess, target, args, kwargs) -> None:
+    _by_vpid[child.pid] = child
+
+
+_start_hooks.append(_register_vpid)
 
 _current_process = _MainProcess.__new__(_MainProcess)
 _core._configure(
@@ -152,6 +161,17 @@ def _bootstrap_inner(self: threading.Thread) -> None:
         _orig_bootstrap_inner(self)
         return
     owner, daemon = owned
+    run = self.run
+
+    def run_until_the_process_ends() -> None:
+        # The worker is ending (os._exit, terminate, kill): this thread of it
+        # ends quietly, as a real process's threads end with it.
+        try:
+            run()
+        except ProcessTerminated:
+            pass
+
+    self.run = run_until_the_process_ends  # type: ignore[method-assign]
     _core._adopt(owner)
     try:
         _orig_bootstrap_inner(self)

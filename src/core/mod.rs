@@ -21,5 +21,5 @@ pub use channel::{Broadcast, Channel, RecvError, SendError};
 pub use condition::{CondError, Condition};
 pub use event::Event;
 pub use monitor::{Monitor, WaitError};
-pub use process::{JoinCounter, ProcessHandle, ProcessTable, VPID_BASE};
+pub use process::{JoinCounter, ProcessHandle, ProcessTable, EXIT_REQUESTED, VPID_BASE};
 pub use semlock::{Owner, SemError, SemKind, SemLock};

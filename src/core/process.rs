@@ -19,9 +19,15 @@ use super::monitor::{Monitor, WaitError};
 
 pub const VPID_BASE: u32 = 1 << 30;
 
+/// Cancellation reason used when the process asked to exit (`os._exit(n)`),
+/// as opposed to being sent a signal (reasons 1..=64 are signal numbers).
+pub const EXIT_REQUESTED: i32 = -1;
+
 #[derive(Default)]
 struct ExitState {
     exitcode: Option<i32>,
+    /// The code `os._exit(n)` asked for, if it did.
+    forced: Option<i32>,
     /// Write end of the sentinel pipe, closed (dropped) at exit so the read end
     /// becomes readable (EOF) for `select`/`connection.wait`.
     sentinel_w: Option<PipeWriter>,
@@ -46,6 +52,33 @@ impl ProcessHandle {
 
     pub fn exitcode(&self) -> Option<i32> {
         self.exit.lock().exitcode
+    }
+
+    /// The process asked to exit with `code` (`os._exit`): remember the code
+    /// (first request wins) and cancel the token so every wait of the process
+    /// ends. Returns false if it had already asked, or had exited.
+    pub fn request_exit(&self, code: i32) -> bool {
+        {
+            let mut s = self.exit.lock();
+            if s.forced.is_some() || s.exitcode.is_some() {
+                return false;
+            }
+            s.forced = Some(code);
+        }
+        self.token.cancel(EXIT_REQUESTED);
+        true
+    }
+
+    /// The exit code the process will have, from how it was ended: a requested
+    /// exit's code, `-signal` for a signal, otherwise `normal`.
+    pub fn final_code(&self, normal: i32) -> i32 {
+        if let Some(code) = self.exit.lock().forced {
+            return code;
+        }
+        match self.token.reason() {
+            Some(sig) if sig > 0 => -sig,
+            _ => normal,
+        }
     }
 
     /// Record the exit status (first call wins), wake joiners, signal the sentinel.
@@ -208,6 +241,10 @@ mod tests {
         let h2 = h.clone();
         let j = thread::spawn(move || h2.join(None, None));
         thread::sleep(Duration::from_millis(10));
+        assert!(h.request_exit(3));
+        assert!(!h.request_exit(4));
+        assert!(h.token().is_cancelled());
+        assert_eq!(h.final_code(0), 3);
         assert!(h.set_exited(3));
         assert!(!h.set_exited(4));
         assert_eq!(j.join().unwrap(), Ok(3));

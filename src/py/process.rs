@@ -157,16 +157,21 @@ impl BaseProcess {
         if handle.exitcode().is_some() || !handle.token().cancel(sig) {
             return Ok(());
         }
-        // With the GIL held, `exiting` cannot change under us: `_bootstrap` sets
-        // it with the GIL held, right after `run()` returns.
-        if let (Some(ident), false) = (ident, exiting) {
-            let exc = py.get_type::<ProcessTerminated>();
-            // SAFETY: GIL held; the exception type is kept alive by the module.
-            unsafe {
-                pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr());
-            }
-        }
+        interrupt_thread(py, ident, exiting);
         Ok(())
+    }
+}
+
+/// Raise `ProcessTerminated` asynchronously in the worker's own thread, unless
+/// it has finished `run()`. With the GIL held, `exiting` cannot change under us:
+/// `_bootstrap` sets it with the GIL held, right after `run()` returns.
+fn interrupt_thread(py: Python<'_>, ident: Option<u64>, exiting: bool) {
+    if let (Some(ident), false) = (ident, exiting) {
+        let exc = py.get_type::<ProcessTerminated>();
+        // SAFETY: GIL held; the exception type is kept alive by the module.
+        unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr());
+        }
     }
 }
 
@@ -402,6 +407,17 @@ impl BaseProcess {
             return Ok(true);
         }
         Ok(this.handle().is_some_and(|h| h.exitcode().is_none()))
+    }
+
+    /// Deliver signal `sig` the way a real one would end the process (used by
+    /// `os.kill(vpid, sig)`): the process ends with exit code `-sig`.
+    fn _send_signal(slf: &Bound<'_, Self>, sig: i32) -> PyResult<()> {
+        if !(1..=64).contains(&sig) {
+            return Err(PyValueError::new_err(format!(
+                "signal number out of range: {sig}"
+            )));
+        }
+        slf.get().signal(slf.py(), sig)
     }
 
     fn terminate(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -731,9 +747,11 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     wind_down(py, &process, &handle);
 
     let name = this.name();
-    let code = match handle.token().reason() {
-        Some(sig) => -sig,
-        None => exitcode_for(py, &name, result),
+    let code = if handle.token().is_cancelled() {
+        // Ended by a signal or by os._exit(): no traceback, the code says how.
+        handle.final_code(0)
+    } else {
+        exitcode_for(py, &name, result)
     };
     flush_std_streams(py);
     {
@@ -751,6 +769,30 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     handle.set_exited(code);
     table().reap(handle.vpid());
     Ok(())
+}
+
+/// `os._exit(code)` in a thread of a worker: end that worker with `code`.
+///
+/// Returns false outside workers (the caller then exits for real). Otherwise
+/// the exit is recorded and every wait of the worker is cancelled; if the
+/// caller is not the worker's own thread, that thread is interrupted too. The
+/// caller raises `ProcessTerminated` to unwind its own thread.
+#[pyfunction]
+fn _request_exit(py: Python<'_>, code: i32) -> bool {
+    let Some(process) = CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py))) else {
+        return false;
+    };
+    let this = process.get();
+    let (handle, ident, exiting) = {
+        let g = this.inner.lock();
+        (g.handle.clone(), g.ident, g.exiting)
+    };
+    if let Some(h) = handle {
+        if h.request_exit(code) && ident != Some(runtime::thread_ident()) {
+            interrupt_thread(py, ident, exiting);
+        }
+    }
+    true
 }
 
 /// Bind the calling thread (started by a worker) to `process`.
@@ -871,6 +913,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BaseProcess>()?;
     m.add_function(wrap_pyfunction!(_bootstrap, m)?)?;
     m.add_function(wrap_pyfunction!(_adopt, m)?)?;
+    m.add_function(wrap_pyfunction!(_request_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_unadopt, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_started, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_finished, m)?)?;

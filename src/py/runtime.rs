@@ -79,7 +79,7 @@ pub fn process_key() -> u64 {
     BINDING.with(|c| c.borrow().key)
 }
 
-fn current_token() -> Option<Arc<CancelToken>> {
+pub fn current_token() -> Option<Arc<CancelToken>> {
     BINDING.with(|c| c.borrow().token.clone())
 }
 
@@ -194,10 +194,42 @@ fn _process_key() -> u64 {
     process_key()
 }
 
+/// `time.sleep(seconds)` for a thread of a worker: the same wait, but it ends
+/// at once (raising `ProcessTerminated`) when the worker is terminated. Returns
+/// false, without sleeping, outside workers: the caller then uses the real
+/// `time.sleep`, so the app sees stdlib behaviour exactly.
+#[pyfunction]
+fn _sleep(py: Python<'_>, seconds: f64) -> PyResult<bool> {
+    if current_token().is_none() {
+        return Ok(false);
+    }
+    if seconds.is_nan() {
+        return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+    }
+    if seconds < 0.0 {
+        return Err(PyValueError::new_err("sleep length must be non-negative"));
+    }
+    let d = deadline(Some(seconds))?;
+    block_on::<(), _>(py, d, |slice, tok| {
+        let rx = tok.expect("worker threads have a token").receiver();
+        let r = match slice {
+            Some(s) => rx.recv_deadline(s).map_err(|e| e.is_timeout()),
+            None => rx.recv().map_err(|_| false),
+        };
+        match r {
+            // The token never carries a message; disconnection means cancelled.
+            Ok(()) | Err(false) => Err(WaitError::Cancelled),
+            Err(true) => Err(WaitError::Timeout),
+        }
+    })?;
+    Ok(true)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("ProcessTerminated", py.get_type::<ProcessTerminated>())?;
     m.add_function(wrap_pyfunction!(_process_key, m)?)?;
+    m.add_function(wrap_pyfunction!(_sleep, m)?)?;
     let main: u64 = py
         .import("threading")?
         .call_method0("main_thread")?

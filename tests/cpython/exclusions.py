@@ -13,19 +13,8 @@ for tests that exist, or differ, only in some versions (key: (major, minor)).
 
 from __future__ import annotations
 
-# Reasons shared by several tests.
-_SLEEP_TERMINATE = (
-    "terminates a child blocked in time.sleep() and expects it to die at once: a "
-    "thread cannot be interrupted inside a C call, only at its next bytecode or "
-    "in an ios_mp wait, and the sleep is 100-300 s"
-)
-
 EXCLUSIONS: dict[str, str] = {
     # --- inherently about OS processes ----------------------------------------
-    "WithProcessesTestProcess.test_terminate": _SLEEP_TERMINATE,
-    "WithProcessesTestProcess.test_kill": _SLEEP_TERMINATE,
-    "WithProcessesTestProcess.test_parent_process": _SLEEP_TERMINATE,
-    "WithProcessesTestProcess.test_many_processes": _SLEEP_TERMINATE,
     "WithProcessesTestProcess.test_process_mainthread_native_id": (
         "checks that the child has its own main thread "
         "(threading.main_thread().native_id differs from the parent's); threads share "
