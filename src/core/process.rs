@@ -37,6 +37,9 @@ struct ExitState {
 /// One virtual process.
 pub struct ProcessHandle {
     vpid: u32,
+    /// `run()` has returned: asynchronous exceptions must no longer be sent to
+    /// the worker's thread (the Python layer reads and sets it with the GIL).
+    exiting: std::sync::atomic::AtomicBool,
     token: Arc<CancelToken>,
     exit: Arc<Monitor<ExitState>>,
 }
@@ -48,6 +51,14 @@ impl ProcessHandle {
 
     pub fn token(&self) -> &Arc<CancelToken> {
         &self.token
+    }
+
+    pub fn mark_exiting(&self) {
+        self.exiting.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::SeqCst)
     }
 
     pub fn exitcode(&self) -> Option<i32> {
@@ -142,6 +153,7 @@ impl ProcessTable {
         let vpid = VPID_BASE + (n % VPID_BASE);
         let h = Arc::new(ProcessHandle {
             vpid,
+            exiting: std::sync::atomic::AtomicBool::new(false),
             token: CancelToken::new(),
             exit: Monitor::new(ExitState::default()),
         });

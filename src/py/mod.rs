@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod process;
 mod queues;
 mod runtime;
+mod snapshot;
 mod synchronize;
 
 #[pymodule(gil_used = true)]
@@ -19,6 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     process::register(m)?;
     synchronize::register(m)?;
     queues::register(m)?;
+    snapshot::register(m)?;
     m.add("VPID_BASE", crate::core::VPID_BASE)?;
     Ok(())
 }

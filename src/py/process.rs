@@ -84,8 +84,6 @@ struct ProcessInner {
     handle: Option<Arc<ProcessHandle>>,
     thread: Option<Py<PyAny>>,
     ident: Option<u64>,
-    /// `run()` has returned: no more asynchronous exceptions may be sent.
-    exiting: bool,
     children: Vec<Py<BaseProcess>>,
 }
 
@@ -147,19 +145,86 @@ impl BaseProcess {
     /// Deliver `ProcessTerminated` to the worker and wake its waits.
     fn signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
         self.check_closed()?;
-        let (handle, ident, exiting) = {
+        let (handle, ident) = {
             let g = self.inner.lock();
-            (g.handle.clone(), g.ident, g.exiting)
+            (g.handle.clone(), g.ident)
         };
         let Some(handle) = handle else {
             return Ok(());
         };
+        let exiting = handle.is_exiting();
         if handle.exitcode().is_some() || !handle.token().cancel(sig) {
             return Ok(());
         }
         interrupt_thread(py, ident, exiting);
         Ok(())
     }
+}
+
+/// What `snapshot_process` returns: copies of `__dict__`, target, args, kwargs.
+type Snapshot<'py> = (
+    Bound<'py, PyDict>,
+    Option<Py<PyAny>>,
+    Option<Py<PyTuple>>,
+    Option<Py<PyDict>>,
+);
+
+/// The object the worker runs on: a copy of `slf` (same class, same virtual
+/// process) holding the fork-like snapshot of its `__dict__`, target, args and
+/// kwargs that `ios_mp._snapshot.snapshot_process` makes, or `slf` itself when
+/// the class opts out (`__ios_mp_snapshot__ = False`). The copy shares the
+/// process handle (pid, exit code, cancellation) with the parent's object.
+fn worker_view<'py>(
+    slf: &Bound<'py, BaseProcess>,
+    handle: &Arc<ProcessHandle>,
+) -> PyResult<Bound<'py, BaseProcess>> {
+    let py = slf.py();
+    static SNAPSHOT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let (target, args, kwargs) = {
+        let g = slf.get().inner.lock();
+        (
+            g.target.as_ref().map(|t| t.clone_ref(py)),
+            g.args.as_ref().map(|a| a.clone_ref(py)),
+            g.kwargs.as_ref().map(|k| k.clone_ref(py)),
+        )
+    };
+    let copies = SNAPSHOT
+        .import(py, "ios_mp._snapshot", "snapshot_process")?
+        .call1((slf, target, args, kwargs))?;
+    if copies.is_none() {
+        return Ok(slf.clone());
+    }
+    let (dict, target, args, kwargs): Snapshot<'py> = copies.extract()?;
+    let cls = slf.get_type();
+    let copy = cls
+        .call_method1("__new__", (&cls,))?
+        .cast_into::<BaseProcess>()
+        .map_err(PyErr::from)?;
+    {
+        let src = slf.get().inner.lock();
+        let mut dst = copy.get().inner.lock();
+        dst.initialized = true;
+        dst.name = src.name.clone();
+        dst.daemon = src.daemon;
+        dst.identity = src.identity.clone();
+        dst.parent = src.parent.as_ref().map(|p| p.clone_ref(py));
+        dst.authkey = src.authkey.as_ref().map(|a| a.clone_ref(py));
+        dst.handle = Some(handle.clone());
+        dst.target = target;
+        dst.args = args;
+        dst.kwargs = kwargs;
+    }
+    copy.setattr("__dict__", dict)?;
+    // As stdlib's start() does in the parent: the parent's object lets go of
+    // the target and arguments (the worker has its copies), so they can be
+    // collected (CPython's test_lose_target_ref).
+    {
+        let mut g = slf.get().inner.lock();
+        g.target = None;
+        g.args = None;
+        g.kwargs = None;
+    }
+    Ok(copy)
 }
 
 /// Raise `ProcessTerminated` asynchronously in the worker's own thread, unless
@@ -325,6 +390,16 @@ impl BaseProcess {
             table().reap(handle.vpid());
             return Err(e);
         }
+        let worker = match worker_view(slf, &handle) {
+            Ok(w) => w,
+            Err(e) => {
+                run_exit_hook(py, slf);
+                this.inner.lock().handle = None;
+                handle.set_exited(1);
+                table().reap(handle.vpid());
+                return Err(e);
+            }
+        };
         static THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         static BOOTSTRAP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let kw = PyDict::new(py);
@@ -332,7 +407,7 @@ impl BaseProcess {
             "target",
             BOOTSTRAP.import(py, "ios_mp._core", "_bootstrap")?,
         )?;
-        kw.set_item("args", (slf,))?;
+        kw.set_item("args", (worker,))?;
         kw.set_item("name", &name)?;
         kw.set_item("daemon", daemon)?;
         let started = THREAD
@@ -730,6 +805,9 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
         token: Some(handle.token().clone()),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(process.clone().unbind()));
+    // The worker's copy of the process learns its thread here (the parent's
+    // object learns it when start() returns).
+    this.inner.lock().ident = Some(runtime::thread_ident());
 
     let result = if handle.token().is_cancelled() {
         Err(ProcessTerminated::new_err(("terminated before it ran",)))
@@ -739,7 +817,7 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     // From here on no asynchronous exception may hit this thread: mark it
     // exiting (terminate() checks this with the GIL held) and drop any that is
     // already pending.
-    this.inner.lock().exiting = true;
+    handle.mark_exiting();
     if handle.token().is_cancelled() {
         // terminate() may have queued one before `exiting` was set.
         runtime::absorb_pending_termination(py);
@@ -783,13 +861,13 @@ fn _request_exit(py: Python<'_>, code: i32) -> bool {
         return false;
     };
     let this = process.get();
-    let (handle, ident, exiting) = {
+    let (handle, ident) = {
         let g = this.inner.lock();
-        (g.handle.clone(), g.ident, g.exiting)
+        (g.handle.clone(), g.ident)
     };
     if let Some(h) = handle {
         if h.request_exit(code) && ident != Some(runtime::thread_ident()) {
-            interrupt_thread(py, ident, exiting);
+            interrupt_thread(py, ident, h.is_exiting());
         }
     }
     true

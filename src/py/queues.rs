@@ -83,7 +83,7 @@ fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<&'py Bound<'p
     cell.import(py, "pickle", name)
 }
 
-fn is_atom(obj: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn is_atom(obj: &Bound<'_, PyAny>) -> bool {
     obj.is_none()
         || obj.is_exact_instance_of::<PyInt>()
         || obj.is_exact_instance_of::<PyString>()

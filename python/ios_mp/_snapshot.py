@@ -1,0 +1,196 @@
+"""The fork-like snapshot a worker gets of what it was handed.
+
+A forked child works on a copy of its parent's memory: the Process object's
+attributes, its target, args and kwargs are the child's own, so the child's
+mutations never reach the parent and the parent's later ones never reach the
+child. ios_mp gives a worker the same: at ``start()`` the worker runs on a
+*copy* of the Process object (same class, same virtual process: pid, exit
+code, name are shared state) whose ``__dict__``, target, args and kwargs are
+deep copies. ``current_process()`` in the worker is that copy.
+
+What is copied and what stays shared:
+
+* copied, preserving identity inside the copy (two args referring to one dict
+  still refer to one, new, dict): ``dict``, ``list``, ``tuple``, ``set``,
+  ``frozenset``, ``bytearray`` and instances of ordinary classes (their
+  ``__dict__``), plus anything ``copy.deepcopy`` handles (``__deepcopy__``,
+  ``__reduce_ex__``);
+* shared, as inheritance through fork shares them: ios_mp's IPC objects
+  (queues, locks, events, conditions, barriers, connections, processes,
+  sharedctypes wrappers), and what cannot be copied: modules, classes,
+  functions, code, threads, open files, sockets, ``threading`` locks, and any
+  object whose deep copy raises;
+* immutable atoms are passed as they are (a copy could not be told apart).
+
+Opt-outs: a Process subclass with ``__ios_mp_snapshot__ = False`` is not
+snapshotted at all (the worker runs on the parent's object, like
+``multiprocessing.dummy``); ``share_type(cls)`` (or a class attribute
+``__ios_mp_share__ = True``) keeps instances of a class shared.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import socket
+import threading
+import types
+import weakref
+from typing import Any
+
+from . import _core
+
+__all__ = ["share_type", "snapshot", "snapshot_process"]
+
+_ATOMS = (type(None), int, float, complex, bool, str, bytes, range, type(Ellipsis),
+          type(NotImplemented))
+# Never copied: shared by reference, as fork inherits them.
+_SHARED: tuple[type, ...] = (
+    type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType,
+    types.GeneratorType, types.FrameType, types.TracebackType, types.CoroutineType,
+    weakref.ref, property, threading.Thread, io.IOBase, socket.socket, memoryview,
+    type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Event,
+)
+_shared_types: set[type] = set()
+_CONTAINERS = (dict, list, tuple)
+
+
+def share_type(cls: type) -> type:
+    """Never copy instances of ``cls`` into a worker's snapshot (usable as a
+    class decorator). Subclasses are shared too."""
+    global _SHARED
+    _shared_types.add(cls)
+    _SHARED = (*_SHARED, cls)
+    return cls
+
+
+def _ios_mp_shared() -> tuple[type, ...]:
+    return (_core.SemLock, _core.Condition, _core.Event, _core.Barrier, _core._QueueBase,
+            _core.BaseProcess)
+
+
+class _Copier:
+    """``copy.deepcopy`` with sharing rules instead of errors."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, Any] = {}
+        self.keep: list[Any] = []  # originals stay alive so their ids stay unique
+        self.shared = _SHARED + _ios_mp_shared()
+
+    def __call__(self, x: Any) -> Any:
+        cls = type(x)
+        if cls in _ATOMS:
+            return x
+        if cls in _CONTAINERS:
+            # dict/list/tuple graphs are copied natively; objects met inside
+            # come back here. Originals stay alive: they are reachable from the
+            # root, which the caller holds.
+            return _core._snapshot_fast(x, self.memo, self)
+        return self._deep(x)
+
+    def _deep(self, x: Any) -> Any:
+        """The pure-Python path (the native one hands over what nests too deep)."""
+        cls = type(x)
+        if cls in _ATOMS:
+            return x
+        d = id(x)
+        memo = self.memo
+        if d in memo:
+            return memo[d]
+        if cls is dict:
+            y: Any = {}
+            memo[d] = y
+            for k, v in x.items():
+                y[self._deep(k)] = self._deep(v)
+            return y
+        if cls is list:
+            y = []
+            memo[d] = y
+            y.extend(self._deep(v) for v in x)
+            return y
+        if cls is tuple:
+            items = [self._deep(v) for v in x]
+            if d in memo:  # a cycle through a list/dict inside came back here
+                return memo[d]
+            y = x if all(a is b for a, b in zip(items, x)) else tuple(items)
+            memo[d] = y
+            return y
+        if cls in (set, frozenset):
+            y = cls(self(v) for v in x)
+            memo[d] = y
+            self.keep.append(x)
+            return y
+        if isinstance(x, self.shared) or getattr(cls, "__ios_mp_share__", False):
+            return x
+        return self._object(x, cls, d)
+
+    def _object(self, x: Any, cls: type, d: int) -> Any:
+        memo = self.memo
+        plain = _plain.get(cls)
+        if plain is None:
+            plain = _plain[cls] = _is_plain(cls)
+        if plain and isinstance(getattr(x, "__dict__", None), dict):
+            # An ordinary instance: a new one with a copied __dict__, without
+            # calling __init__ (as unpickling and fork do).
+            y = object.__new__(cls)
+            memo[d] = y
+            self.keep.append(x)
+            y.__dict__.update(self(x.__dict__))
+            return y
+        try:
+            y = copy.deepcopy(x, _DeepcopyMemo(self))
+        except Exception:
+            y = x  # cannot be copied: shared, as a file or socket would be
+        memo[d] = y
+        self.keep.append(x)
+        return y
+
+
+_plain: dict[type, bool] = {}
+_object_getstate = getattr(object, "__getstate__", None)
+
+
+def _is_plain(cls: type) -> bool:
+    """Instances are copied field by field: no custom copy/pickle protocol."""
+    return (
+        getattr(cls, "__deepcopy__", None) is None
+        and cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and getattr(cls, "__getstate__", None) is _object_getstate
+        and getattr(cls, "__setstate__", None) is None
+        and not any("__slots__" in vars(k) for k in cls.__mro__[:-1])
+        and cls.__new__ is object.__new__
+    )
+
+
+class _DeepcopyMemo(dict):
+    """A ``copy.deepcopy`` memo that sends nested objects back to our copier,
+    so our sharing rules (and identities) hold inside objects deepcopy handles."""
+
+    def __init__(self, copier: _Copier) -> None:
+        super().__init__()
+        self.copier = copier
+
+    def get(self, key, default=None):
+        return self.copier.memo.get(key, default)
+
+    def __getitem__(self, key):
+        return self.copier.memo[key]
+
+    def __setitem__(self, key, value) -> None:
+        self.copier.memo[key] = value
+
+
+def snapshot(obj: Any) -> Any:
+    """A fork-like private copy of ``obj`` (see the module docstring)."""
+    return _Copier()(obj)
+
+
+def snapshot_process(proc, target, args, kwargs):
+    """Called by ``start()`` in the parent: the worker's private copies of the
+    process's ``__dict__``, target, args and kwargs, or None to opt out."""
+    if not getattr(type(proc), "__ios_mp_snapshot__", True):
+        return None
+    c = _Copier()
+    state = c((proc.__dict__, target, args, kwargs))
+    return state

@@ -1,0 +1,123 @@
+//! The fast path of the fork-like snapshot (`python/ios_mp/_snapshot.py`).
+//!
+//! A worker gets deep copies of what it was handed. Most of such a graph is
+//! plain containers and atoms; copying those here, instead of in Python,
+//! makes a snapshot cheaper than a pickle round trip. Everything else is
+//! handed to the Python copier (`fallback`), which applies the sharing rules.
+//! Both sides use one memo, a dict from `id(original)` to its copy, so
+//! identity inside the copy is kept across them (two args referring to one
+//! dict still refer to one new dict).
+
+use std::cell::Cell;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use super::queues::is_atom;
+
+/// Native nesting depth allowed on one thread, counted across re-entries
+/// through the Python copier. Deeper parts go to the copier's pure-Python path
+/// (`fallback._deep`), whose recursion limit then applies: a RecursionError,
+/// never an overflow of the native stack.
+const MAX_NATIVE_DEPTH: u32 = 200;
+
+thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Counts one level of native nesting while alive.
+struct Level;
+
+impl Level {
+    fn enter() -> Option<Self> {
+        DEPTH.with(|d| {
+            let v = d.get();
+            (v < MAX_NATIVE_DEPTH).then(|| {
+                d.set(v + 1);
+                Level
+            })
+        })
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+fn copy<'py>(
+    x: &Bound<'py, PyAny>,
+    memo: &Bound<'py, PyDict>,
+    fallback: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if is_atom(x) {
+        return Ok(x.clone());
+    }
+    let py = x.py();
+    let is_dict = x.is_exact_instance_of::<PyDict>();
+    let is_list = !is_dict && x.is_exact_instance_of::<PyList>();
+    let is_tuple = !is_dict && !is_list && x.is_exact_instance_of::<PyTuple>();
+    if !(is_dict || is_list || is_tuple) {
+        return fallback.call1((x,));
+    }
+    let Some(_level) = Level::enter() else {
+        return fallback.call_method1("_deep", (x,));
+    };
+    // `id(x)`: the same key the Python copier uses.
+    let key = x.as_ptr() as usize;
+    if let Some(y) = memo.get_item(key)? {
+        return Ok(y);
+    }
+    if is_dict {
+        let y = PyDict::new(py);
+        memo.set_item(key, &y)?;
+        for (k, v) in x.cast::<PyDict>()?.iter() {
+            y.set_item(copy(&k, memo, fallback)?, copy(&v, memo, fallback)?)?;
+        }
+        return Ok(y.into_any());
+    }
+    if is_list {
+        let y = PyList::empty(py);
+        memo.set_item(key, &y)?;
+        for v in x.cast::<PyList>()?.iter() {
+            y.append(copy(&v, memo, fallback)?)?;
+        }
+        return Ok(y.into_any());
+    }
+    let t = x.cast::<PyTuple>()?;
+    let mut items = Vec::with_capacity(t.len());
+    let mut same = true;
+    for v in t.iter() {
+        let c = copy(&v, memo, fallback)?;
+        same &= c.is(&v);
+        items.push(c);
+    }
+    // A cycle through a list or dict inside may have copied this tuple already.
+    if let Some(y) = memo.get_item(key)? {
+        return Ok(y);
+    }
+    let y = if same {
+        x.clone()
+    } else {
+        PyTuple::new(py, items)?.into_any()
+    };
+    memo.set_item(key, &y)?;
+    Ok(y)
+}
+
+/// Copy `obj` (see the module docs); `fallback(x)` copies what is not a plain
+/// container or atom.
+#[pyfunction]
+fn _snapshot_fast<'py>(
+    obj: &Bound<'py, PyAny>,
+    memo: &Bound<'py, PyDict>,
+    fallback: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    copy(obj, memo, fallback)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_snapshot_fast, m)?)?;
+    Ok(())
+}

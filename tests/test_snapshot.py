@@ -1,0 +1,171 @@
+"""The fork-like snapshot (python/ios_mp/_snapshot.py): a worker works on its
+own copy of what it was handed; IPC objects and uncopyable things stay shared."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import threading
+
+import pytest
+
+from ios_mp import _snapshot
+
+
+class Host:
+    def __init__(self, name):
+        self.name = name
+        self.vars = {"color": "blue"}
+        self.groups = ["web"]
+
+
+class Task:
+    def __init__(self):
+        self.args = {"dest": "{{ inventory_hostname }}"}
+
+
+class WorkerProcess(multiprocessing.get_context("fork").Process):
+    """ansible-core's shape: the worker mutates the Host and Task it was handed."""
+
+    def __init__(self, final_q, host, task):
+        super().__init__()
+        self._final_q = final_q
+        self._host = host
+        self._task = task
+
+    def run(self):
+        self._task.args["dest"] = self._host.name  # templated in place
+        self._host.vars = {}
+        self._host.groups = []
+        self._final_q.put((self._task.args["dest"], multiprocessing.current_process().pid))
+
+
+def test_worker_mutations_stay_in_the_worker():
+    q = multiprocessing.SimpleQueue()
+    task = Task()
+    hosts = [Host(f"h{i}") for i in range(5)]
+    workers = [WorkerProcess(q, h, task) for h in hosts]
+    for w in workers:
+        w.start()
+    results = sorted(q.get() for _ in workers)
+    for w in workers:
+        w.join(5)
+        assert w.exitcode == 0
+    assert [r[0] for r in results] == [f"h{i}" for i in range(5)]  # no cross-host leak
+    assert sorted(r[1] for r in results) == sorted(w.pid for w in workers)
+    assert task.args == {"dest": "{{ inventory_hostname }}"}
+    for h in hosts:
+        assert h.vars == {"color": "blue"} and h.groups == ["web"]
+
+
+def test_parent_mutations_after_start_are_not_seen():
+    go = multiprocessing.Event()
+    q = multiprocessing.Queue()
+    data = {"n": 1, "items": [1]}
+
+    def body(d):
+        go.wait(5)
+        q.put((d["n"], d["items"]))
+
+    p = multiprocessing.Process(target=body, args=(data,))
+    p.start()
+    data["n"] = 2
+    data["items"].append(2)
+    go.set()
+    assert q.get(timeout=5) == (1, [1])
+    p.join(5)
+
+
+def test_identity_is_preserved_inside_the_copy():
+    q = multiprocessing.Queue()
+    shared = {"k": [1]}
+
+    def body(a, b, c):
+        q.put((a is b, a["k"] is c[0], a is not shared))
+
+    p = multiprocessing.Process(target=body, args=(shared, shared, (shared["k"],)))
+    p.start()
+    assert q.get(timeout=5) == (True, True, True)
+    p.join(5)
+
+
+def test_ipc_objects_and_uncopyables_stay_shared(tmp_path):
+    q = multiprocessing.Queue()
+    lock = multiprocessing.Lock()
+    tlock = threading.Lock()
+    f = open(tmp_path / "f.txt", "w")  # noqa: SIM115
+    s = socket.socket()
+    args = {"q": q, "lock": lock, "tlock": tlock, "f": f, "s": s, "os": os, "fn": len}
+    out = multiprocessing.Queue(copy=False)
+
+    def body(a):
+        out.put({k: v is args[k] for k, v in a.items()})
+
+    try:
+        p = multiprocessing.Process(target=body, args=(args,))
+        p.start()
+        assert out.get(timeout=5) == dict.fromkeys(args, True)
+        p.join(5)
+    finally:
+        f.close()
+        s.close()
+
+
+def test_current_process_in_the_worker_is_its_own_copy():
+    q = multiprocessing.Queue(copy=False)
+    p = multiprocessing.Process(target=lambda: q.put(multiprocessing.current_process()))
+    p.start()
+    child_view = q.get(timeout=5)
+    p.join(5)
+    assert child_view is not p
+    assert child_view.pid == p.pid and child_view.name == p.name
+    assert p.exitcode == 0
+
+
+class Unsnapshotted(multiprocessing.Process):
+    __ios_mp_snapshot__ = False
+
+    def __init__(self, box):
+        super().__init__()
+        self.box = box
+
+    def run(self):
+        self.box.append("worker was here")
+
+
+def test_per_process_opt_out():
+    box = []
+    p = Unsnapshotted(box)
+    p.start()
+    p.join(5)
+    assert box == ["worker was here"]
+
+
+def test_per_class_opt_out():
+    @_snapshot.share_type
+    class Registry:
+        def __init__(self):
+            self.seen = []
+
+    reg = Registry()
+    p = multiprocessing.Process(target=lambda r: r.seen.append(1), args=(reg,))
+    p.start()
+    p.join(5)
+    assert reg.seen == [1]
+
+
+def test_snapshot_function_rules():
+    cyc: list = []
+    cyc.append(cyc)
+    c = _snapshot.snapshot(cyc)
+    assert c is not cyc and c[0] is c
+    t = (1, "a", None)
+    assert _snapshot.snapshot(t) is t  # immutable all the way down: no copy needed
+    deep = cur = []
+    for _ in range(5000):  # deeper than the native fast path: Python finishes it
+        nxt: list = []
+        cur.append(nxt)
+        cur = nxt
+    with pytest.raises(RecursionError):
+        _snapshot.snapshot(deep)
