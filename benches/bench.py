@@ -301,6 +301,52 @@ KIB10 = bytes(range(256)) * 40
 SMALL_DICT = {"id": 12345, "name": "item-12345", "tags": ["a", "b", "c"], "score": 1.5}
 
 
+_GRAPHS: dict = {}
+
+
+def nested_dict(entries: int) -> dict:
+    """About 72 bytes of pickle per entry: 140 000 entries is ~10 MB."""
+    key = ("dict", entries)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = {
+            str(i): {"k": list(range(20)), "s": "x" * 50, "n": {"a": i, "b": [i, "y"]}}
+            for i in range(entries)
+        }
+    return _GRAPHS[key]
+
+
+class _Node:
+    def __init__(self, i: int) -> None:
+        self.name = f"h{i}"
+        self.vars = {"color": "blue", "port": 22, "list": [1, 2, 3]}
+        self.groups = ["web", "db"]
+
+
+def object_graph(entries: int) -> list:
+    key = ("objects", entries)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = [_Node(i) for i in range(entries)]
+    return _GRAPHS[key]
+
+
+def time_copy(how: str, make, n: int) -> float:
+    import copy
+    import pickle
+
+    from ios_mp._snapshot import snapshot
+
+    graph = make()
+    fn = {
+        "snapshot": snapshot,
+        "pickle": lambda g: pickle.loads(pickle.dumps(g, pickle.HIGHEST_PROTOCOL)),
+        "deepcopy": copy.deepcopy,
+    }[how]
+    t0 = perf()
+    for _ in range(n):
+        fn(graph)
+    return perf() - t0
+
+
 def build(quick: bool) -> list:
     def sz(full: int, small: int) -> int:
         return small if quick else full
@@ -410,6 +456,26 @@ def build(quick: bool) -> list:
         ],
         [],
     ))
+
+    for key, what, make in [
+        ("snapshot_dict", "a nested dict, ~10 MB pickled (quick: ~1 MB)",
+         lambda: nested_dict(sz(140_000, 14_000))),
+        ("snapshot_objects", "20 000 plain objects (Host-like; quick: 2 000)",
+         lambda: object_graph(sz(20_000, 2_000))),
+    ]:
+        def copier(how, make=make):
+            return lambda k: time_copy(how, make, k)
+
+        benches.append(Bench(
+            key, f"Fork-like snapshot of {what}", "copy", "pickle round trip",
+            [
+                Impl("ios_mp snapshot", "ios_mp", 1, copier("snapshot")),
+                Impl("pickle round trip", "ios_mp", 1, copier("pickle")),
+                Impl("copy.deepcopy", "ios_mp", 1, copier("deepcopy")),
+            ],
+            [Aim(f"snapshot vs pickle round trip ({key})", "ios_mp snapshot",
+                 "pickle round trip", "<=", 1.0)],
+        ))
 
     n = sz(1_000_000, 200_000)
     benches.append(Bench(

@@ -53,6 +53,8 @@ _SHARED: tuple[type, ...] = (
 )
 _shared_types: set[type] = set()
 _CONTAINERS = (dict, list, tuple)
+# type -> _Copier._kind(type), filled by the native copier.
+_kinds: dict[type, int] = {}
 
 
 def share_type(cls: type) -> type:
@@ -61,6 +63,7 @@ def share_type(cls: type) -> type:
     global _SHARED
     _shared_types.add(cls)
     _SHARED = (*_SHARED, cls)
+    _kinds.clear()
     return cls
 
 
@@ -85,8 +88,14 @@ class _Copier:
             # dict/list/tuple graphs are copied natively; objects met inside
             # come back here. Originals stay alive: they are reachable from the
             # root, which the caller holds.
-            return _core._snapshot_fast(x, self.memo, self)
+            return _core._snapshot_fast(x, self.memo, self, _kinds)
         return self._deep(x)
+
+    def _kind(self, cls: type) -> int:
+        """For the native copier: 2 shared, 1 plain instance, 0 anything else."""
+        if issubclass(cls, self.shared) or getattr(cls, "__ios_mp_share__", False):
+            return 2
+        return 1 if _is_plain(cls) and cls not in _CONTAINERS else 0
 
     def _deep(self, x: Any) -> Any:
         """The pure-Python path (the native one hands over what nests too deep)."""

@@ -10,7 +10,9 @@
 
 use std::cell::Cell;
 
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::queues::is_atom;
@@ -46,11 +48,51 @@ impl Drop for Level {
     }
 }
 
-fn copy<'py>(
-    x: &Bound<'py, PyAny>,
-    memo: &Bound<'py, PyDict>,
-    fallback: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+/// How the Python copier classifies a type (`_Copier._kind`), cached per type
+/// in the copier's `kinds` dict.
+const KIND_PLAIN: u8 = 1;
+const KIND_SHARED: u8 = 2;
+
+struct Ctx<'a, 'py> {
+    memo: &'a Bound<'py, PyDict>,
+    fallback: &'a Bound<'py, PyAny>,
+    kinds: &'a Bound<'py, PyDict>,
+}
+
+fn kind(ctx: &Ctx<'_, '_>, x: &Bound<'_, PyAny>) -> PyResult<u8> {
+    let t = x.get_type();
+    if let Some(k) = ctx.kinds.get_item(&t)? {
+        return k.extract();
+    }
+    let k: u8 = ctx.fallback.call_method1("_kind", (&t,))?.extract()?;
+    ctx.kinds.set_item(&t, k)?;
+    Ok(k)
+}
+
+/// A new instance of a plain class with a copy of the original's `__dict__`,
+/// made without calling `__init__` (as unpickling and fork do).
+fn copy_plain<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    static OBJECT_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = x.py();
+    let key = x.as_ptr() as usize;
+    if let Some(y) = ctx.memo.get_item(key)? {
+        return Ok(y);
+    }
+    let new = OBJECT_NEW.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("builtins")?
+            .getattr("object")?
+            .getattr("__new__")?
+            .unbind())
+    })?;
+    let y = new.bind(py).call1((x.get_type(),))?;
+    ctx.memo.set_item(key, &y)?;
+    let state = x.getattr(intern!(py, "__dict__"))?;
+    y.setattr(intern!(py, "__dict__"), copy(ctx, &state)?)?;
+    Ok(y)
+}
+
+fn copy<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if is_atom(x) {
         return Ok(x.clone());
     }
@@ -58,12 +100,18 @@ fn copy<'py>(
     let is_dict = x.is_exact_instance_of::<PyDict>();
     let is_list = !is_dict && x.is_exact_instance_of::<PyList>();
     let is_tuple = !is_dict && !is_list && x.is_exact_instance_of::<PyTuple>();
-    if !(is_dict || is_list || is_tuple) {
-        return fallback.call1((x,));
-    }
     let Some(_level) = Level::enter() else {
-        return fallback.call_method1("_deep", (x,));
+        return ctx.fallback.call_method1("_deep", (x,));
     };
+    if !(is_dict || is_list || is_tuple) {
+        return match kind(ctx, x)? {
+            KIND_SHARED => Ok(x.clone()),
+            KIND_PLAIN => copy_plain(ctx, x),
+            // 0: anything else (custom copy/pickle protocols, sets, ...).
+            _ => ctx.fallback.call1((x,)),
+        };
+    }
+    let memo = ctx.memo;
     // `id(x)`: the same key the Python copier uses.
     let key = x.as_ptr() as usize;
     if let Some(y) = memo.get_item(key)? {
@@ -73,7 +121,7 @@ fn copy<'py>(
         let y = PyDict::new(py);
         memo.set_item(key, &y)?;
         for (k, v) in x.cast::<PyDict>()?.iter() {
-            y.set_item(copy(&k, memo, fallback)?, copy(&v, memo, fallback)?)?;
+            y.set_item(copy(ctx, &k)?, copy(ctx, &v)?)?;
         }
         return Ok(y.into_any());
     }
@@ -81,7 +129,7 @@ fn copy<'py>(
         let y = PyList::empty(py);
         memo.set_item(key, &y)?;
         for v in x.cast::<PyList>()?.iter() {
-            y.append(copy(&v, memo, fallback)?)?;
+            y.append(copy(ctx, &v)?)?;
         }
         return Ok(y.into_any());
     }
@@ -89,7 +137,7 @@ fn copy<'py>(
     let mut items = Vec::with_capacity(t.len());
     let mut same = true;
     for v in t.iter() {
-        let c = copy(&v, memo, fallback)?;
+        let c = copy(ctx, &v)?;
         same &= c.is(&v);
         items.push(c);
     }
@@ -106,15 +154,25 @@ fn copy<'py>(
     Ok(y)
 }
 
-/// Copy `obj` (see the module docs); `fallback(x)` copies what is not a plain
-/// container or atom.
+/// Copy `obj` (see the module docs). `fallback` is the Python copier: it
+/// classifies types (`_kind`), copies what is neither an atom, a plain
+/// container nor a plain instance (`fallback(x)`), and takes over past the
+/// native depth limit (`_deep`). `kinds` caches its classification.
 #[pyfunction]
 fn _snapshot_fast<'py>(
     obj: &Bound<'py, PyAny>,
     memo: &Bound<'py, PyDict>,
     fallback: &Bound<'py, PyAny>,
+    kinds: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    copy(obj, memo, fallback)
+    copy(
+        &Ctx {
+            memo,
+            fallback,
+            kinds,
+        },
+        obj,
+    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
