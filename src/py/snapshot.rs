@@ -74,8 +74,9 @@ fn kind(ctx: &Ctx<'_, '_>, x: &Bound<'_, PyAny>) -> PyResult<u8> {
 fn copy_plain<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     static OBJECT_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = x.py();
-    let key = x.as_ptr() as usize;
-    if let Some(y) = ctx.memo.get_item(key)? {
+    // `id(x)`, made into a Python int once for the lookup and the insert.
+    let key = (x.as_ptr() as usize).into_pyobject(py)?;
+    if let Some(y) = ctx.memo.get_item(&key)? {
         return Ok(y);
     }
     let new = OBJECT_NEW.get_or_try_init(py, || -> PyResult<_> {
@@ -86,7 +87,7 @@ fn copy_plain<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<
             .unbind())
     })?;
     let y = new.bind(py).call1((x.get_type(),))?;
-    ctx.memo.set_item(key, &y)?;
+    ctx.memo.set_item(&key, &y)?;
     let state = x.getattr(intern!(py, "__dict__"))?;
     y.setattr(intern!(py, "__dict__"), copy(ctx, &state)?)?;
     Ok(y)
@@ -112,14 +113,14 @@ fn copy<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
         };
     }
     let memo = ctx.memo;
-    // `id(x)`: the same key the Python copier uses.
-    let key = x.as_ptr() as usize;
-    if let Some(y) = memo.get_item(key)? {
+    // `id(x)`: the same key the Python copier uses (one Python int, reused).
+    let key = (x.as_ptr() as usize).into_pyobject(py)?;
+    if let Some(y) = memo.get_item(&key)? {
         return Ok(y);
     }
     if is_dict {
         let y = PyDict::new(py);
-        memo.set_item(key, &y)?;
+        memo.set_item(&key, &y)?;
         for (k, v) in x.cast::<PyDict>()?.iter() {
             y.set_item(copy(ctx, &k)?, copy(ctx, &v)?)?;
         }
@@ -127,7 +128,7 @@ fn copy<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     }
     if is_list {
         let y = PyList::empty(py);
-        memo.set_item(key, &y)?;
+        memo.set_item(&key, &y)?;
         for v in x.cast::<PyList>()?.iter() {
             y.append(copy(ctx, &v)?)?;
         }
@@ -142,7 +143,7 @@ fn copy<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
         items.push(c);
     }
     // A cycle through a list or dict inside may have copied this tuple already.
-    if let Some(y) = memo.get_item(key)? {
+    if let Some(y) = memo.get_item(&key)? {
         return Ok(y);
     }
     let y = if same {
@@ -150,7 +151,7 @@ fn copy<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     } else {
         PyTuple::new(py, items)?.into_any()
     };
-    memo.set_item(key, &y)?;
+    memo.set_item(&key, &y)?;
     Ok(y)
 }
 
