@@ -9,8 +9,9 @@ replacement gives it its per-worker meaning; anywhere else (the app's main
 thread and its own threads) it calls the original, so the app sees stdlib
 behaviour exactly. ``uninstall()`` restores every original.
 
-The table (``TABLE``; printed by ``python -m ios_mp.virtual``-style tooling and
-checked by ``tests/test_virtual.py``):
+The table (``TABLE``, plus ``SPECIAL`` for changes that are not an attribute
+replacement; printed by ``python -m ios_mp.virtual``-style tooling and checked
+by ``tests/test_virtual.py`` and ``tests/test_stdio.py``):
 
 =====================  ==========================================  ===========
 call                   in a worker                                 elsewhere
@@ -32,7 +33,41 @@ call                   in a worker                                 elsewhere
                        it with ``-s``; never reaches a real        pids
                        process (from anywhere, app included)
 ``os.killpg(vpid,s)``  as ``os.kill(vpid, s)``                     unchanged
+``sys.stdin``,         the worker's own (read, assign, ``del``),   the app's,
+``sys.stdout``,        shared by its threads; it starts with a     exactly as
+``sys.stderr``         view of its parent's (like fork): the       assigned
+(``SPECIAL``: a        view's ``close()``, ``detach()``,
+``sys.__class__``      ``reconfigure()`` affect only the worker;
+with properties)       ``print()``, ``input()`` and tracebacks
+                       write to it (``sys.__dict__`` holds
+                       routers); ``__stdout__`` & co untouched
+``os.dup2(fd, 0-2)``   the worker's 0-2 now names a private dup    unchanged
+                       of ``fd``; the app's descriptor untouched;
+                       views of a stream on it follow (``print``
+                       after ``dup2(devnull, 1)`` is discarded)
+``os.close(0-2)``      closes the worker's descriptor only; then   unchanged
+                       I/O on it raises ``OSError(EBADF)``
+``os.closerange``      0-2 as ``os.close``; never closes ios_mp's  unchanged
+                       private copies of the workers' 0-2
+``os.dup(0-2)``,       of the worker's descriptor (``fdopen``: a   unchanged
+``os.dup2(0-2, fd)``,  dup of it, so closing the file never closes
+``os.fdopen(0-2)``     the app's)
+``os.write(0-2, b)``   on the worker's descriptor: also ``read``,  unchanged
+and others of 0-2      ``readv``, ``writev``, ``pread``,
+                       ``pwrite``, ``fstat``, ``fstatvfs``,
+                       ``isatty`` (False once closed),
+                       ``ttyname``, ``get_terminal_size`` (default
+                       1), ``device_encoding``, ``fsync``,
+                       ``fdatasync``, ``lseek``, ``ftruncate``,
+                       ``get/set_inheritable``, ``get/set_blocking``
 =====================  ==========================================  ===========
+
+Descriptors 0-2 and the standard streams are described in ``_stdio.py``. Not
+covered: C code using descriptors 0-2 directly (``io.FileIO(1)``,
+``open(1)``, ``faulthandler``'s dumps, a C extension's ``write(1, ...)``,
+``select``/``fcntl``/``termios`` on 0-2) reaches the app's real descriptors;
+so does a subprocess a worker starts. ``os.open``/``os.pipe`` never return 0-2
+in a worker, even after it closed them (use ``dup2``).
 
 ``sys.exit(n)``, ``raise SystemExit`` and escaping exceptions need no patch:
 they unwind the worker's thread, and ``Process`` maps them to exit codes as
@@ -48,10 +83,10 @@ import signal
 import time
 from typing import Any, Callable, NamedTuple
 
-from . import _core
+from . import _core, _stdio
 from .process import ProcessTerminated
 
-__all__ = ["TABLE", "in_worker", "install", "is_installed", "uninstall"]
+__all__ = ["SPECIAL", "TABLE", "in_worker", "install", "is_installed", "uninstall"]
 
 
 class Patch(NamedTuple):
@@ -213,6 +248,126 @@ def _killpg(pgid: int, sig: int) -> None:
     _original(os, "killpg")(pgid, sig)
 
 
+# --- standard streams and descriptors 0-2 (machinery: _stdio.py) -------------
+
+class Special(NamedTuple):
+    """A change install() makes that is not an attribute replacement."""
+
+    what: str
+    install: Callable[[], None]
+    uninstall: Callable[[], None]
+    in_worker: str
+    elsewhere: str
+
+
+SPECIAL: list[Special] = [
+    Special("sys.stdin, sys.stdout, sys.stderr", _stdio.install, _stdio.uninstall,
+            "the worker's own (read, assign, del); starts as a view of its parent's",
+            "the app's, exactly as assigned"),
+]
+
+
+def _std_worker(fd: Any) -> _stdio._Worker | None:
+    """The calling worker's state if ``fd`` is 0, 1 or 2 (else, and outside workers, None)."""
+    return _stdio.worker() if isinstance(fd, int) and 0 <= fd <= 2 else None
+
+
+@_patch(os, "dup2", "onto 0-2: the worker's descriptor now names a private dup of fd")
+def _dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+    w = _std_worker(fd2) or _std_worker(fd)
+    if w is not None:
+        return w.dup2(fd, fd2, inheritable, _original(os, "dup2"))
+    return _original(os, "dup2")(fd, fd2, inheritable)
+
+
+@_patch(os, "close", "of 0-2: closes the worker's descriptor only")
+def _close(fd: int) -> None:
+    w = _std_worker(fd)
+    if w is None:
+        return _original(os, "close")(fd)
+    return w.close(fd)
+
+
+@_patch(os, "closerange", "0-2 as os.close; never ios_mp's private descriptors")
+def _closerange(fd_low: int, fd_high: int, /) -> None:
+    w = _stdio.worker() if isinstance(fd_low, int) and isinstance(fd_high, int) else None
+    if w is None:
+        return _original(os, "closerange")(fd_low, fd_high)
+    return w.closerange(fd_low, fd_high, _original(os, "closerange"))
+
+
+@_patch(os, "fdopen", "of 0-2: a file on a dup of the worker's descriptor")
+def _fdopen(fd, *args, **kwargs):
+    w = _std_worker(fd)
+    if w is None:
+        return _original(os, "fdopen")(fd, *args, **kwargs)
+    return _fdopen_in_worker(w, fd, *args, **kwargs)
+
+
+def _fdopen_in_worker(w, fd, mode="r", buffering=-1, encoding=None, errors=None,
+                      newline=None, closefd=True, opener=None):
+    real, new = w.fdopen_fd(fd, bool(closefd))
+    try:
+        f = _original(os, "fdopen")(real, mode, buffering, encoding, errors, newline,
+                                    closefd, opener)
+    except BaseException:
+        if new and closefd:
+            _original(os, "close")(real)
+        raise
+    raw = getattr(getattr(f, "buffer", f), "raw", getattr(f, "buffer", f))
+    try:
+        raw.name = fd  # the number the worker asked for
+    except (AttributeError, TypeError):
+        pass
+    return f
+
+
+def _on_worker_fd(name: str, default_fd: int | None = None, if_closed: Any = None):
+    """A replacement of ``os.<name>(fd, ...)`` that uses the worker's 0-2 (the
+    arguments reach the original as given, so its own checks stay stdlib's)."""
+    key = (id(os), name)
+
+    def worker_fd(fd: int) -> Any:
+        real = _stdio.worker().lookup(fd)  # type: ignore[union-attr]
+        if real is None and if_closed is None:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return real
+
+    def replacement(*args, **kwargs):
+        if args:
+            fd = args[0]
+            if isinstance(fd, int) and 0 <= fd <= 2 and _core._worker_process() is not None:
+                real = worker_fd(fd)
+                if real is None:
+                    return if_closed
+                args = (real, *args[1:])
+        elif "fd" in kwargs:
+            fd = kwargs["fd"]
+            if isinstance(fd, int) and 0 <= fd <= 2 and _core._worker_process() is not None:
+                real = worker_fd(fd)
+                if real is None:
+                    return if_closed
+                kwargs["fd"] = real
+        elif default_fd is not None and not kwargs and in_worker():
+            return replacement(default_fd)
+        return (_originals.get(key) or getattr(os, name))(*args, **kwargs)
+
+    return replacement
+
+
+_patch(os, "dup", "of 0-2: a dup of the worker's descriptor")(_on_worker_fd("dup"))
+_patch(os, "isatty", "of 0-2: of the worker's descriptor (False once closed)")(
+    _on_worker_fd("isatty", if_closed=False))
+_patch(os, "get_terminal_size", "of 0-2 (default 1): of the worker's descriptor")(
+    _on_worker_fd("get_terminal_size", default_fd=1))
+for _name in ("write", "read", "readv", "writev", "pread", "pwrite", "fstat", "fstatvfs",
+              "ttyname", "device_encoding", "fsync", "fdatasync", "lseek", "ftruncate",
+              "get_inheritable", "set_inheritable", "get_blocking", "set_blocking"):
+    _patch(os, _name, "of 0-2: on the worker's descriptor (EBADF once it closed it)")(
+        _on_worker_fd(_name))
+del _name
+
+
 # --- install / uninstall --------------------------------------------------------
 
 def is_installed() -> bool:
@@ -226,6 +381,8 @@ def install() -> None:
     for p in TABLE:
         _originals[(id(p.owner), p.name)] = getattr(p.owner, p.name)
         setattr(p.owner, p.name, p.replacement)
+    for sp in SPECIAL:
+        sp.install()
     _installed = True
 
 
@@ -233,6 +390,8 @@ def uninstall() -> None:
     global _installed
     if not _installed:
         return
+    for sp in reversed(SPECIAL):
+        sp.uninstall()
     for p in reversed(TABLE):
         setattr(p.owner, p.name, _originals.pop((id(p.owner), p.name)))
     _installed = False
