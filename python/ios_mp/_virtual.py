@@ -171,15 +171,21 @@ def _setpgid(pid: int, pgrp: int) -> None:
     _original(os, "setpgid")(pid, pgrp)
 
 
-@_patch(os, "getsid", "getsid(0) or of a worker's vpid: that vpid")
-def _getsid(pid: int) -> int:
+def _virtual_group(name: str, pid: int) -> int:
+    """os.getsid/os.getpgid: a worker leads its own session and group, named by its
+    vpid (``pid`` 0 in a worker, or any live worker's vpid); real pids as stdlib."""
     vpid = _vpid()
     if vpid is not None and pid == 0:
         return vpid
     if _core.is_virtual_pid(pid):
         _lookup(pid)
         return pid
-    return _original(os, "getsid")(pid)
+    return _original(os, name)(pid)
+
+
+@_patch(os, "getsid", "getsid(0) or of a worker's vpid: that vpid")
+def _getsid(pid: int) -> int:
+    return _virtual_group("getsid", pid)
 
 
 @_patch(os, "getpgrp", "the worker's vpid")
@@ -190,13 +196,7 @@ def _getpgrp() -> int:
 
 @_patch(os, "getpgid", "getpgid(0) or of a worker's vpid: that vpid")
 def _getpgid(pid: int) -> int:
-    vpid = _vpid()
-    if vpid is not None and pid == 0:
-        return vpid
-    if _core.is_virtual_pid(pid):
-        _lookup(pid)
-        return pid
-    return _original(os, "getpgid")(pid)
+    return _virtual_group("getpgid", pid)
 
 
 @_patch(os, "getppid", "the app's pid (the worker's parent process)")
