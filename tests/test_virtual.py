@@ -193,3 +193,33 @@ def test_table_lists_every_patch_and_uninstall_restores_them():
     finally:
         ios_mp.install()
     assert os._exit is not os._exit.__wrapped__
+
+
+def test_signal_handlers_are_per_worker(app_unchanged):
+    q = multiprocessing.Queue(copy=False)
+
+    def handler(signum, frame):
+        pass
+
+    def body():
+        # Ansible 2.19's worker does this first thing; off the main thread the
+        # real call raises "signal only works in main thread".
+        first = signal.signal(signal.SIGTERM, handler)
+        second = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        q.put((first, second, signal.getsignal(signal.SIGTERM),
+               signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)))
+        with pytest.raises(ValueError, match="out of range"):
+            signal.signal(0, handler)
+        with pytest.raises(OSError):
+            signal.signal(signal.SIGKILL, handler)
+        with pytest.raises(TypeError, match="callable"):
+            signal.signal(signal.SIGTERM, 42)
+
+    app_term = signal.getsignal(signal.SIGTERM)
+    p = _run(body)
+    assert p.exitcode == 0
+    first, second, term, intr, hup = q.get(timeout=1)
+    assert first is signal.SIG_DFL and second is signal.default_int_handler
+    assert term is handler and intr is signal.SIG_IGN and hup is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is app_term
+    assert _virtual._handlers == {}  # forgotten at exit

@@ -33,6 +33,14 @@ call                   in a worker                                 elsewhere
                        it with ``-s``; never reaches a real        pids
                        process (from anywhere, app included)
 ``os.killpg(vpid,s)``  as ``os.kill(vpid, s)``                     unchanged
+``signal.signal``,     a per-worker handler table (no ValueError   unchanged
+``signal.getsignal``   off the main thread); returns the previous
+                       handler; a worker starts with Python's
+                       defaults (``default_int_handler`` for
+                       SIGINT, ``SIG_DFL`` else), as a fresh
+                       interpreter. Delivery into the worker is
+                       not done yet: terminate()/kill()/os.kill
+                       end it as SIG_DFL would
 ``sys.stdin``,         the worker's own (read, assign, ``del``),   the app's,
 ``sys.stdout``,        shared by its threads; it starts with a     exactly as
 ``sys.stderr``         view of its parent's (like fork): the       assigned
@@ -204,6 +212,66 @@ def _getppid() -> int:
     if in_worker():
         return os.getpid()
     return _original(os, "getppid")()
+
+
+# --- signal handlers ------------------------------------------------------------
+# Per worker (by vpid): {signum: handler}. Only the table so far: code that
+# installs handlers in a child (Ansible's worker does, before anything else)
+# no longer dies of "signal only works in main thread"; running a worker's
+# handler when the worker is signalled is not implemented yet.
+_handlers: dict[int, dict[int, Any]] = {}
+
+
+def _default_handler(signalnum: int) -> Any:
+    return signal.default_int_handler if signalnum == signal.SIGINT else signal.SIG_DFL
+
+
+def _valid_signum(signalnum: Any) -> int:
+    n = int(signalnum)
+    if not 1 <= n < signal.NSIG:
+        raise ValueError("signal number out of range")
+    return n
+
+
+@_patch(signal, "signal", "per-worker handler table; returns the previous handler")
+def _signal(signalnum: int, handler: Any) -> Any:
+    vpid = _vpid()
+    if vpid is None:
+        return _original(signal, "signal")(signalnum, handler)
+    n = _valid_signum(signalnum)
+    if n in (signal.SIGKILL, signal.SIGSTOP):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    if handler not in (signal.SIG_IGN, signal.SIG_DFL) and not callable(handler):
+        raise TypeError(
+            "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object"
+        )
+    table = _handlers.setdefault(vpid, {})
+    previous = table.get(n, _default_handler(n))
+    table[n] = handler
+    return previous
+
+
+@_patch(signal, "getsignal", "the worker's handler (per-worker table)")
+def _getsignal(signalnum: int) -> Any:
+    vpid = _vpid()
+    if vpid is None:
+        return _original(signal, "getsignal")(signalnum)
+    n = _valid_signum(signalnum)
+    return _handlers.get(vpid, {}).get(n, _default_handler(n))
+
+
+def _forget_handlers(proc) -> None:
+    _handlers.pop(proc.pid, None)
+
+
+def _register_exit_hook() -> None:
+    from . import process
+
+    if _forget_handlers not in process._exit_hooks:
+        process._exit_hooks.append(_forget_handlers)
+
+
+_register_exit_hook()
 
 
 # --- signals to virtual pids --------------------------------------------------
