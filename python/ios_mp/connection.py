@@ -3,9 +3,9 @@
 This is a first, pure-Python version over ios_mp's native queues: ``Pipe()``
 returns two ``Connection`` objects with stdlib's ``send``/``recv``/``*_bytes``/
 ``poll``/``close`` behaviour. ``wait()`` accepts Connections, process sentinels
-and anything with a ``fileno()``. ``Listener``/``Client`` (sockets with authkey)
-are not implemented yet; ``fileno()`` of a Connection raises ``OSError`` (there
-is no descriptor).
+and anything with a ``fileno()``. ``fileno()`` of a Pipe Connection raises
+``OSError`` (there is no descriptor). ``Listener``/``Client`` are stdlib's,
+over real sockets (see the section at the end of this module).
 
 Handles are per process, as a pipe's file descriptors are: a Connection object
 is shared by reference between processes, but each process has its own handle
@@ -35,12 +35,17 @@ import weakref
 from queue import Empty as _core_empty
 
 from . import _core, process
-from ._unimplemented import class_ as _missing_class
-from ._unimplemented import function as _missing
 from .context import AuthenticationError, BufferTooShort
 
-__all__ = ["AuthenticationError", "BufferTooShort", "Client", "Connection", "Listener", "Pipe",
-           "wait"]
+__all__ = [
+    "AuthenticationError",
+    "BufferTooShort",
+    "Client",
+    "Connection",
+    "Listener",
+    "Pipe",
+    "wait",
+]
 
 _EOF = object()  # marker put when every handle of the sending end is closed
 _ids = itertools.count(1)
@@ -374,7 +379,504 @@ def wait(object_list, timeout: float | None = None) -> list:
                 return []
 
 
-Listener = _missing_class("multiprocessing.connection.Listener")
-Client = _missing("multiprocessing.connection.Client()")
-answer_challenge = _missing("multiprocessing.connection.answer_challenge()")
-deliver_challenge = _missing("multiprocessing.connection.deliver_challenge()")
+# =============================================================================
+# Listener / Client: connections over real sockets (AF_INET, AF_UNIX).
+#
+# Adapted from stdlib multiprocessing.connection (SocketListener, SocketClient,
+# the fd-backed Connection, deliver_challenge/answer_challenge), with stdlib's
+# wire format: a 4-byte big-endian length (-1 then an 8-byte length for
+# messages over 2 GiB), then the bytes; objects are pickled with
+# ForkingPickler. A stdlib Listener/Client of any version can talk to these.
+# Differences from stdlib: AF_PIPE (Windows named pipes) is not supported; a
+# read blocked on a socket connection is not interrupted by terminate() of the
+# process (ios_mp thread) that waits in it -- close the connection or send it
+# something instead.
+# =============================================================================
+
+import hmac as _hmac  # noqa: E402
+import io as _io  # noqa: E402
+import os as _os  # noqa: E402
+import socket as _socket  # noqa: E402
+import struct as _struct  # noqa: E402
+import sys as _sys  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+from . import util as _util  # noqa: E402
+from .reduction import ForkingPickler as _ForkingPickler  # noqa: E402
+
+BUFSIZE = 8192
+CONNECTION_TIMEOUT = 20.0
+
+default_family = "AF_INET"
+families = ["AF_INET"]
+if hasattr(_socket, "AF_UNIX"):
+    default_family = "AF_UNIX"
+    families += ["AF_UNIX"]
+
+
+def arbitrary_address(family: str):
+    """An arbitrary free address for ``family`` ('AF_INET' or 'AF_UNIX')."""
+    if family == "AF_INET":
+        return ("localhost", 0)
+    if family == "AF_UNIX":
+        return _tempfile.mktemp(prefix="listener-", dir=_util.get_temp_dir())
+    if family == "AF_PIPE":
+        raise ValueError("family 'AF_PIPE' (Windows named pipes) is not supported by ios_mp")
+    raise ValueError("unrecognized family")
+
+
+def _validate_family(family) -> None:
+    if family == "AF_PIPE":
+        raise ValueError("Family %s is not recognized." % family)
+    if family not in families:
+        raise ValueError("Family %s is not recognized." % family)
+
+
+def address_type(address) -> str:
+    """'AF_INET' for a tuple, 'AF_UNIX' for a path, 'AF_PIPE' for ``\\\\.\\pipe\\...``."""
+    if type(address) is tuple:
+        return "AF_INET"
+    if type(address) is str and address.startswith("\\\\"):
+        return "AF_PIPE"
+    if type(address) is str or _util.is_abstract_socket_namespace(address):
+        return "AF_UNIX"
+    raise ValueError("address type of %r unrecognized" % (address,))
+
+
+class _SocketConnectionBase:
+    """stdlib's ``_ConnectionBase``: message framing over ``_send``/``_recv``."""
+
+    _handle = None
+
+    def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
+        handle = handle.__index__()
+        if handle < 0:
+            raise ValueError("invalid handle")
+        if not readable and not writable:
+            raise ValueError("at least one of `readable` and `writable` must be True")
+        self._handle = handle
+        self._readable = readable
+        self._writable = writable
+
+    def __del__(self) -> None:
+        if self._handle is not None:
+            self._close()
+
+    def _check_closed(self) -> None:
+        if self._handle is None:
+            raise OSError("handle is closed")
+
+    def _check_readable(self) -> None:
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    def _bad_message_length(self):
+        if self._writable:
+            self._readable = False
+        else:
+            self.close()
+        raise OSError("bad message length")
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    @property
+    def readable(self) -> bool:
+        return self._readable
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    def fileno(self) -> int:
+        self._check_closed()
+        return self._handle
+
+    def close(self) -> None:
+        if self._handle is not None:
+            try:
+                self._close()
+            finally:
+                self._handle = None
+
+    def send_bytes(self, buf, offset: int = 0, size: int | None = None) -> None:
+        self._check_closed()
+        self._check_writable()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        self._send_bytes(m[offset : offset + size])
+
+    def send(self, obj) -> None:
+        self._check_closed()
+        self._check_writable()
+        self._send_bytes(_ForkingPickler.dumps(obj))
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        self._check_closed()
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        buf = self._recv_bytes(maxlength)
+        if buf is None:
+            self._bad_message_length()
+        return buf.getvalue()
+
+    def recv_bytes_into(self, buf, offset: int = 0) -> int:
+        self._check_closed()
+        self._check_readable()
+        with memoryview(buf) as m:
+            itemsize = m.itemsize
+            bytesize = itemsize * len(m)
+            if offset < 0:
+                raise ValueError("negative offset")
+            elif offset > bytesize:
+                raise ValueError("offset too large")
+            result = self._recv_bytes()
+            size = result.tell()
+            if bytesize < offset + size:
+                raise BufferTooShort(result.getvalue())
+            result.seek(0)
+            result.readinto(m[offset // itemsize : (offset + size) // itemsize])
+            return size
+
+    def recv(self):
+        self._check_closed()
+        self._check_readable()
+        buf = self._recv_bytes()
+        return _ForkingPickler.loads(buf.getbuffer())
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        self._check_closed()
+        self._check_readable()
+        return self._poll(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb) -> None:
+        self.close()
+
+
+class SocketConnection(_SocketConnectionBase):
+    """A connection over a socket (or any file descriptor): what stdlib's
+    ``Listener.accept()`` and ``Client()`` return on Unix (stdlib calls the class
+    ``Connection``; ios_mp's ``Connection`` is the one of ``Pipe()``)."""
+
+    def _close(self, _close=_os.close) -> None:
+        _close(self._handle)
+
+    def _send(self, buf, write=_os.write) -> None:
+        remaining = len(buf)
+        while True:
+            n = write(self._handle, buf)
+            remaining -= n
+            if remaining == 0:
+                break
+            buf = buf[n:]
+
+    def _recv(self, size: int, read=_os.read):
+        buf = _io.BytesIO()
+        handle = self._handle
+        remaining = size
+        while remaining > 0:
+            chunk = read(handle, remaining)
+            n = len(chunk)
+            if n == 0:
+                if remaining == size:
+                    raise EOFError
+                raise OSError("got end of file during message")
+            buf.write(chunk)
+            remaining -= n
+        return buf
+
+    def _send_bytes(self, buf) -> None:
+        n = len(buf)
+        if n > 0x7FFFFFFF:
+            pre_header = _struct.pack("!i", -1)
+            header = _struct.pack("!Q", n)
+            self._send(pre_header)
+            self._send(header)
+            self._send(buf)
+        else:
+            header = _struct.pack("!i", n)
+            if n > 16384:
+                self._send(header)
+                self._send(buf)
+            else:
+                self._send(header + bytes(buf))
+
+    def _recv_bytes(self, maxsize: int | None = None):
+        buf = self._recv(4)
+        (size,) = _struct.unpack("!i", buf.getvalue())
+        if size == -1:
+            buf = self._recv(8)
+            (size,) = _struct.unpack("!Q", buf.getvalue())
+        if maxsize is not None and size > maxsize:
+            return None
+        return self._recv(size)
+
+    def _poll(self, timeout) -> bool:
+        return bool(wait([self], timeout))
+
+    def __reduce__(self):
+        raise TypeError(
+            "ios_mp socket connections cannot be pickled; pass the object itself "
+            "to a child process (they share the app's descriptors)"
+        )
+
+
+class Listener:
+    """A bound, listening socket (stdlib's ``Listener``; no AF_PIPE)."""
+
+    def __init__(self, address=None, family=None, backlog: int = 1, authkey=None) -> None:
+        family = family or (address and address_type(address)) or default_family
+        _validate_family(family)
+        address = address or arbitrary_address(family)
+        if authkey is not None and not isinstance(authkey, bytes):
+            raise TypeError("authkey should be a byte string")
+        self._listener = _SocketListener(address, family, backlog)
+        self._authkey = authkey
+
+    def accept(self) -> SocketConnection:
+        if self._listener is None:
+            raise OSError("listener is closed")
+        c = self._listener.accept()
+        if self._authkey:
+            deliver_challenge(c, self._authkey)
+            answer_challenge(c, self._authkey)
+        return c
+
+    def close(self) -> None:
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            listener.close()
+
+    @property
+    def address(self):
+        return self._listener._address
+
+    @property
+    def last_accepted(self):
+        return self._listener._last_accepted
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb) -> None:
+        self.close()
+
+
+def Client(address, family=None, authkey=None) -> SocketConnection:
+    """A connection to the ``Listener`` at ``address`` (stdlib's ``Client``)."""
+    family = family or address_type(address)
+    _validate_family(family)
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+    c = _socket_client(address)
+    if authkey is not None:
+        answer_challenge(c, authkey)
+        deliver_challenge(c, authkey)
+    return c
+
+
+class _SocketListener:
+    def __init__(self, address, family: str, backlog: int = 1) -> None:
+        self._socket = _socket.socket(getattr(_socket, family))
+        try:
+            if _os.name == "posix":
+                self._socket.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            self._socket.setblocking(True)
+            self._socket.bind(address)
+            self._socket.listen(backlog)
+            self._address = self._socket.getsockname()
+        except OSError:
+            self._socket.close()
+            raise
+        self._family = family
+        self._last_accepted = None
+        if family == "AF_UNIX" and not _util.is_abstract_socket_namespace(address):
+            self._unlink = _util.Finalize(self, _os.unlink, args=(address,), exitpriority=0)
+        else:
+            self._unlink = None
+
+    def accept(self) -> SocketConnection:
+        s, self._last_accepted = self._socket.accept()
+        s.setblocking(True)
+        return SocketConnection(s.detach())
+
+    def close(self) -> None:
+        try:
+            self._socket.close()
+        finally:
+            unlink = self._unlink
+            if unlink is not None:
+                self._unlink = None
+                unlink()
+
+
+def _socket_client(address) -> SocketConnection:
+    family = address_type(address)
+    with _socket.socket(getattr(_socket, family)) as s:
+        s.setblocking(True)
+        s.connect(address)
+        return SocketConnection(s.detach())
+
+
+# -- authentication (stdlib's HMAC challenge/response) ---------------------------
+#
+# Python 3.12+ servers send b'{sha256}' + 40 random bytes and accept any
+# allowed digest (or a legacy 16-byte HMAC-MD5) back; older ones send 20
+# random bytes and expect HMAC-MD5. deliver_challenge() sends what the running
+# version's stdlib sends; answer_challenge() understands both, as 3.12's does.
+
+MESSAGE_LENGTH = 40 if _sys.version_info >= (3, 12) else 20
+_CHALLENGE = b"#CHALLENGE#"
+_WELCOME = b"#WELCOME#"
+_FAILURE = b"#FAILURE#"
+_ALLOWED_DIGESTS = frozenset({b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"})
+_MAX_DIGEST_LEN = max(len(_) for _ in _ALLOWED_DIGESTS)
+_MD5ONLY_MESSAGE_LENGTH = 20
+_MD5_DIGEST_LEN = 16
+_LEGACY_LENGTHS = (_MD5ONLY_MESSAGE_LENGTH, _MD5_DIGEST_LEN)
+
+
+def _get_digest_name_and_payload(message: bytes) -> tuple[str, bytes]:
+    if len(message) in _LEGACY_LENGTHS:
+        return "", message
+    if message.startswith(b"{"):
+        curly = message.find(b"}", 1, _MAX_DIGEST_LEN + 2)
+        if curly > 0:
+            digest = message[1:curly]
+            if digest in _ALLOWED_DIGESTS:
+                return digest.decode("ascii"), message[curly + 1 :]
+    raise AuthenticationError(
+        "unsupported message length, missing digest prefix, "
+        f"or unsupported digest: message={message!r}"
+    )
+
+
+def _create_response(authkey: bytes, message: bytes) -> bytes:
+    digest_name = _get_digest_name_and_payload(message)[0]
+    if not digest_name:
+        try:
+            return _hmac.new(authkey, message, "md5").digest()
+        except ValueError:  # no MD5 (FIPS): answer with sha256 as 3.12 does
+            digest_name = "sha256"
+    response = _hmac.new(authkey, message, digest_name).digest()
+    return b"{%s}%s" % (digest_name.encode("ascii"), response)
+
+
+def _verify_challenge(authkey: bytes, message: bytes, response: bytes) -> None:
+    response_digest, response_mac = _get_digest_name_and_payload(response)
+    response_digest = response_digest or "md5"
+    try:
+        expected = _hmac.new(authkey, message, response_digest).digest()
+    except ValueError:
+        raise AuthenticationError(f"response_digest={response_digest!r} unsupported") from None
+    if len(expected) != len(response_mac):
+        raise AuthenticationError(
+            f"expected {response_digest!r} of length {len(expected)} got {len(response_mac)}"
+        )
+    if not _hmac.compare_digest(expected, response_mac):
+        raise AuthenticationError("digest received was wrong")
+
+
+def deliver_challenge(connection, authkey: bytes, digest_name: str = "sha256") -> None:
+    """Challenge the peer to prove it knows ``authkey`` (the serving side)."""
+    if not isinstance(authkey, bytes):
+        raise ValueError(f"Authkey must be bytes, not {type(authkey)}")
+    if _sys.version_info >= (3, 12):
+        assert MESSAGE_LENGTH > _MD5ONLY_MESSAGE_LENGTH, "protocol constraint"
+        message = _os.urandom(MESSAGE_LENGTH)
+        message = b"{%s}%s" % (digest_name.encode("ascii"), message)
+    else:  # the legacy HMAC-MD5 protocol of this version's stdlib
+        message = _os.urandom(MESSAGE_LENGTH)
+    connection.send_bytes(_CHALLENGE + message)
+    response = connection.recv_bytes(256)
+    try:
+        if _sys.version_info >= (3, 12):
+            _verify_challenge(authkey, message, response)
+        else:
+            digest = _hmac.new(authkey, message, "md5").digest()
+            if not _hmac.compare_digest(response, digest):
+                raise AuthenticationError("digest received was wrong")
+    except AuthenticationError:
+        connection.send_bytes(_FAILURE)
+        raise
+    else:
+        connection.send_bytes(_WELCOME)
+
+
+def answer_challenge(connection, authkey: bytes) -> None:
+    """Answer the peer's challenge with ``authkey`` (the connecting side)."""
+    if not isinstance(authkey, bytes):
+        raise ValueError(f"Authkey must be bytes, not {type(authkey)}")
+    message = connection.recv_bytes(256)
+    if not message.startswith(_CHALLENGE):
+        raise AuthenticationError(f"Protocol error, expected challenge: message={message!r}")
+    message = message[len(_CHALLENGE) :]
+    if len(message) < _MD5ONLY_MESSAGE_LENGTH:
+        raise AuthenticationError(f"challenge too short: {len(message)} bytes")
+    digest = _create_response(authkey, message)
+    connection.send_bytes(digest)
+    response = connection.recv_bytes(256)
+    if response != _WELCOME:
+        raise AuthenticationError("digest sent was rejected")
+
+
+# -- the xmlrpclib serializer of managers ------------------------------------------
+
+
+class ConnectionWrapper:
+    def __init__(self, conn, dumps, loads) -> None:
+        self._conn = conn
+        self._dumps = dumps
+        self._loads = loads
+        for attr in ("fileno", "close", "poll", "recv_bytes", "send_bytes"):
+            setattr(self, attr, getattr(conn, attr))
+
+    def send(self, obj) -> None:
+        self._conn.send_bytes(self._dumps(obj))
+
+    def recv(self):
+        return self._loads(self._conn.recv_bytes())
+
+
+def _xml_dumps(obj) -> bytes:
+    import xmlrpc.client
+
+    return xmlrpc.client.dumps((obj,), None, None, None, 1).encode("utf-8")
+
+
+def _xml_loads(s: bytes):
+    import xmlrpc.client
+
+    (obj,), _method = xmlrpc.client.loads(s.decode("utf-8"))
+    return obj
+
+
+class XmlListener(Listener):
+    def accept(self):
+        return ConnectionWrapper(Listener.accept(self), _xml_dumps, _xml_loads)
+
+
+def XmlClient(*args, **kwds):
+    return ConnectionWrapper(Client(*args, **kwds), _xml_dumps, _xml_loads)
