@@ -5,7 +5,8 @@ CPython's ``test_multiprocessing_{fork,spawn,forkserver}`` packages turn its
 ``_TestX`` base classes into ``WithProcessesTestX``/``WithThreadsTestX``/
 ``WithManagerTestX`` test cases with ``install_tests_in_module_dict()``. This module
 does the same for the *processes* flavour of the areas ios_mp implements (see
-``AREAS``), with ios_mp installed as ``multiprocessing`` and the iOS sandbox on, so
+``AREAS``; ``MANAGER_AREAS`` adds manager-flavour and listener classes), with
+ios_mp installed as ``multiprocessing`` and the iOS sandbox on, so
 each test's processes are ios_mp's threads. Tests that are inherently about OS
 processes, or that need parts of multiprocessing ios_mp does not implement yet,
 are skipped with the reason given in ``tests/cpython/exclusions.py``.
@@ -21,8 +22,8 @@ What this module adds around the stdlib test module, and why:
   for the import only, and the sandbox's ``None`` is restored right after.
   ``support.skip_if_broken_multiprocessing_synchronize()`` then only needs
   ``multiprocessing.synchronize.Lock`` (ios_mp's). The module also calls
-  ``BaseManager.register()`` at import time; while managers are not implemented,
-  a no-op ``register`` is lent to the placeholder ``BaseManager`` for the import.
+  ``BaseManager.register()`` at import time; should ``BaseManager`` be a placeholder
+  (it is implemented now), a no-op ``register`` is lent to it for the import.
 * The test classes, and ``setUpModule``/``tearDownModule``, come from the
   interpreter's own ``install_tests_in_module_dict()`` (the one the
   ``test_multiprocessing_fork`` package calls), with ios_mp's default start
@@ -87,6 +88,27 @@ AREAS = (
     "_TestSharedCTypes",
 )
 FLAVOUR = "processes"
+# Managers and listeners: (flavour, area) pairs -- their own areas, the manager
+# flavour of other areas (``WithManagerTestX``: the same tests through manager
+# proxies), and (None, name) for a plain unittest class of the suite.
+MANAGER_AREAS = (
+    ("manager", "_TestQueue"),
+    ("manager", "_TestLock"),
+    ("manager", "_TestSemaphore"),
+    ("manager", "_TestCondition"),
+    ("manager", "_TestEvent"),
+    ("manager", "_TestBarrier"),
+    ("manager", "_TestContainers"),
+    ("manager", "_TestMyManager"),
+    ("manager", "_TestRemoteManager"),
+    ("manager", "_TestManagerRestart"),
+    ("processes", "_TestManagerRestart"),
+    ("processes", "_TestListener"),
+    ("processes", "_TestListenerClient"),
+    ("processes", "_TestPoll"),
+    ("processes", "_TestPicklingConnections"),
+    (None, "TestSyncManagerTypes"),
+)
 START_METHOD = multiprocessing.get_start_method()  # ios_mp's default: 'fork'
 EXCLUDED_PREFIX = "excluded: "
 
@@ -189,19 +211,26 @@ def _build() -> dict[str, type]:
     made: dict[str, object] = {"__name__": __name__}
     suite.install_tests_in_module_dict(made, START_METHOD)
     classes: dict[str, type] = {}
-    for area in AREAS:
-        base = getattr(suite, area)
-        assert FLAVOUR in base.ALLOWED_TYPES, (area, base.ALLOWED_TYPES)
-        name = "With" + FLAVOUR.capitalize() + area[1:]
-        cls = made[name]
-        assert isinstance(cls, type) and issubclass(cls, base)
-        assert issubclass(cls, suite.ProcessesMixin) and issubclass(cls, unittest.TestCase)
+    mixins = {"processes": suite.ProcessesMixin, "manager": suite.ManagerMixin}
+    for flavour, area in [(FLAVOUR, area) for area in AREAS] + list(MANAGER_AREAS):
+        if flavour is None:  # a plain unittest class of the suite
+            name = area
+            cls = made[name]
+            assert isinstance(cls, type) and issubclass(cls, unittest.TestCase)
+        else:
+            base = getattr(suite, area)
+            assert flavour in base.ALLOWED_TYPES, (area, base.ALLOWED_TYPES)
+            name = "With" + flavour.capitalize() + area[1:]
+            cls = made[name]
+            assert isinstance(cls, type) and issubclass(cls, base)
+            assert issubclass(cls, mixins[flavour]) and issubclass(cls, unittest.TestCase)
         for test_name in unittest.TestLoader().getTestCaseNames(cls):
             reason = _excluded(f"{name}.{test_name}")
             if reason is not None:
                 test = getattr(cls, test_name)
                 setattr(cls, test_name, unittest.skip(EXCLUDED_PREFIX + reason)(test))
-        _fail_on_dangling(cls)
+        if flavour is not None:  # plain classes have no BaseMixin bookkeeping
+            _fail_on_dangling(cls)
         classes[name] = cls
     globals()["setUpModule"] = made["setUpModule"]
     globals()["tearDownModule"] = made["tearDownModule"]

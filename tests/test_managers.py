@@ -39,7 +39,7 @@ def test_manager_is_in_app_and_shuts_down_cleanly():
     while set(_manager_threads()) - before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert set(_manager_threads()) - before == set()
-    assert not m._process.is_alive()
+    assert not m._process.is_alive() and m._process.exitcode == 0
     with pytest.raises((EOFError, OSError)):
         d["a"]
     with pytest.raises(AssertionError, match="not yet started"):  # as stdlib
@@ -237,8 +237,8 @@ MyManager.register("nocreate", Counter, create_method=False)
 
 
 def _init(event, box):
-    # Runs in the manager's process, on its copy of the arguments (as with fork).
-    box["ran"] = True
+    # Runs on the manager's server thread, before it serves.
+    box["thread"] = threading.current_thread().name
     event.set()
 
 
@@ -250,7 +250,8 @@ def test_custom_manager_register_autoproxy():
     m = MyManager()
     m.start(_init, (event, box))
     try:
-        assert event.is_set() and box == {}
+        assert event.is_set() and box == {"thread": m._process.name}
+        assert m._process.name.startswith("MyManager-") and m._process.exitcode is None
         c = m.Counter(5)
         assert type(c).__name__ == "AutoProxy[Counter]"
         assert c.incr() == 6 and c.incr(by=4) == 10

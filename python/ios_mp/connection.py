@@ -658,7 +658,8 @@ class Listener:
         if self._listener is None:
             raise OSError("listener is closed")
         c = self._listener.accept()
-        if self._authkey:
+        # 3.13+ challenges with an empty authkey too (bpo-43952), older ones do not
+        if self._authkey if _sys.version_info < (3, 13) else self._authkey is not None:
             deliver_challenge(c, self._authkey)
             answer_challenge(c, self._authkey)
         return c

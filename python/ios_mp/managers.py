@@ -8,10 +8,14 @@ result is a copy), refcounts follow proxy lifetime (incref/decref), exceptions
 raised by the managed object re-raise in the caller (``#ERROR``) and server
 failures raise ``RemoteError`` (``#TRACEBACK``). What differs:
 
-* ``start()`` runs the server in an ios_mp process, i.e. a thread of the app:
-  no OS process is started, so ``Manager()`` works under the iOS sandbox. The
-  server serves each client connection on its own thread, as stdlib's does, so
-  a proxy blocked in ``Queue.get()`` does not block the others.
+* ``start()`` runs the server on a thread of the app (``manager._process`` is
+  that thread, with ``is_alive``/``join``/``exitcode``/``terminate``): no OS
+  process and no ios_mp worker, so ``Manager()`` works under the iOS sandbox and
+  does not show in ``active_children()``. ``initializer(*initargs)`` runs on
+  that thread, with the arguments themselves (not copies), and SIGINT is not
+  ignored there (Python runs signal handlers in the main thread only). The
+  server serves each client connection on its own thread, as stdlib's does,
+  so a proxy blocked in ``Queue.get()`` does not block the others.
 * With no ``address`` (the default), the manager listens on an in-app
   address (``'ios_mp-local:...'``) reached through in-memory connections: no
   socket is opened. The authkey handshake still runs over them.
@@ -43,7 +47,6 @@ import errno
 import itertools
 import os
 import queue
-import signal
 import socket
 import sys
 import threading
@@ -204,11 +207,15 @@ class Server:
         # do authentication later
         self.listener = Listener(address=address, backlog=16)
         self.address = self.listener.address
+        if isinstance(self.listener, _LocalListener):
+            self.listener.server = self  # for _local_server()
 
         self.id_to_obj = {"0": (None, ())}
         self.id_to_refcount = {}
         self.id_to_local_proxy_obj = {}
-        self.mutex = threading.Lock()
+        # ios_mp: reentrant, for a decref run by the garbage collector in a
+        # thread that holds it (see BaseProxy._decref).
+        self.mutex = threading.RLock()
         self._conns = set()  # ios_mp: accepted connections, closed at shutdown
         self.stop_event = threading.Event()
 
@@ -764,6 +771,14 @@ def _local_client(address, family=None, authkey=None):
     return c
 
 
+def _local_server(address):
+    """The Server of the in-app ``address``, if one serves there (no lock taken:
+    this runs in garbage-collector callbacks)."""
+    if not _is_local(address):
+        return None
+    return getattr(_local_listeners.get(address), "server", None)
+
+
 def _Listener(address=None, family=None, backlog=1, authkey=None):
     """An in-app listener with no address, else a socket ``connection.Listener``."""
     if address is None or _is_local(address):
@@ -827,6 +842,30 @@ def _shared_memory():
 
 
 listener_client = {"pickle": (_Listener, _Client), "xmlrpclib": (_XmlListener, _XmlClient)}
+
+_server_ids = itertools.count(1)
+
+
+class _ServerThread(threading.Thread):
+    """The thread a started manager's server runs on, with the part of the
+    Process API ``BaseManager`` uses (``exitcode``, ``terminate``, ``kill``)."""
+
+    def __init__(self, *args, **kwds):
+        super().__init__(*args, **kwds)
+        self.daemon = True
+        self.server = None
+
+    @property
+    def exitcode(self):
+        return None if self.is_alive() or self.ident is None else 0
+
+    def terminate(self):
+        server = self.server
+        if server is not None:
+            server._stop_serving()
+
+    kill = terminate
+
 
 #
 # Definition of BaseManager
@@ -892,30 +931,31 @@ class BaseManager:
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
 
-        # pipe over which we will retrieve address of server
-        reader, writer = connection.Pipe(duplex=False)
-
-        # spawn process which runs a server
-        self._process = self._ctx.Process(
+        # ios_mp: the server runs on a thread of the app (not an ios_mp
+        # process, which would count as a live worker for as long as the
+        # manager lives); it reports its address, or why it failed, here.
+        reply = queue.SimpleQueue()
+        self._process = _ServerThread(
             target=type(self)._run_server,
             args=(
                 self._registry,
                 self._address,
                 self._authkey,
                 self._serializer,
-                writer,
+                reply,
                 initializer,
                 initargs,
             ),
+            name=type(self).__name__ + "-" + str(next(_server_ids)),
         )
-        ident = ":".join(str(i) for i in self._process._identity)
-        self._process.name = type(self).__name__ + "-" + ident
         self._process.start()
 
         # get address of server
-        writer.close()
-        self._address = reader.recv()
-        reader.close()
+        ok, result = reply.get()
+        if not ok:
+            self._process.join()
+            raise result
+        self._address = result
 
         # register a finalizer
         self._state.value = State.STARTED
@@ -940,18 +980,21 @@ class BaseManager:
         """
         Create a server, report its address and run it
         """
-        # bpo-36368: protect server process from KeyboardInterrupt signals
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # ios_mp: no signal.signal(SIGINT, SIG_IGN) (bpo-36368): the server is a
+        # thread of the app, where Python only runs handlers in the main thread.
+        try:
+            if initializer is not None:
+                initializer(*initargs)
 
-        if initializer is not None:
-            initializer(*initargs)
-
-        # create server
-        server = cls._Server(registry, address, authkey, serializer)
+            # create server
+            server = cls._Server(registry, address, authkey, serializer)
+        except BaseException as exc:
+            writer.put((False, exc))
+            return
+        threading.current_thread().server = server
 
         # inform parent process of the server's address
-        writer.send(server.address)
-        writer.close()
+        writer.put((True, server.address))
 
         # run the manager
         util.info("manager serving at %r", server.address)
@@ -1253,8 +1296,16 @@ class BaseProxy:
             # tell manager this process no longer cares about referent
             try:
                 util.debug("DECREF %r", token.id)
-                conn = _Client(token.address, authkey=authkey)
-                dispatch(conn, None, "decref", (token.id,))
+                server = _local_server(token.address)
+                if server is not None:
+                    # ios_mp: an in-app server is told directly. This runs when
+                    # the garbage collector frees a proxy, which can be in any
+                    # thread, the server's own included: waiting there for a
+                    # server thread to accept a connection could deadlock.
+                    server.decref(None, token.id)
+                else:
+                    conn = _Client(token.address, authkey=authkey)
+                    dispatch(conn, None, "decref", (token.id,))
             except Exception as e:
                 util.debug("... decref failed %s", e)
 
