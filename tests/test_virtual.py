@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ios_mp import _virtual
+from ios_mp import _signals, _virtual
 
 
 def _run(target, *args, **kwargs):
@@ -222,4 +222,4 @@ def test_signal_handlers_are_per_worker(app_unchanged):
     assert first is signal.SIG_DFL and second is signal.default_int_handler
     assert term is handler and intr is signal.SIG_IGN and hup is signal.SIG_DFL
     assert signal.getsignal(signal.SIGTERM) is app_term
-    assert _virtual._handlers == {}  # forgotten at exit
+    assert _signals._handlers == {}  # forgotten at exit

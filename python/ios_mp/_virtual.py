@@ -29,18 +29,22 @@ call                   in a worker                                 elsewhere
 ``os.setpgid(0, 0)``   no-op for the worker itself                 unchanged
 ``os.getppid()``       the app's pid (the worker's parent)         unchanged
 ``os.kill(vpid, s)``   delivered to that worker: 0 checks it       unchanged
-                       exists, SIGKILL kills, other signals end    for real
-                       it with ``-s``; never reaches a real        pids
+                       exists, SIGKILL kills, others as its        for real
+                       disposition says (handler, ignore, or end   pids
+                       with ``-s``); never reaches a real
                        process (from anywhere, app included)
 ``os.killpg(vpid,s)``  as ``os.kill(vpid, s)``                     unchanged
 ``signal.signal``,     a per-worker handler table (no ValueError   unchanged
 ``signal.getsignal``   off the main thread); returns the previous
-                       handler; a worker starts with Python's
-                       defaults (``default_int_handler`` for
-                       SIGINT, ``SIG_DFL`` else), as a fresh
-                       interpreter. Delivery into the worker is
-                       not done yet: terminate()/kill()/os.kill
-                       end it as SIG_DFL would
+                       handler; a worker starts with a fresh
+                       interpreter's dispositions. Signals sent to
+                       the worker run its handlers in its own
+                       thread (see ``_signals.py``)
+``signal.alarm``,      the worker's own ITIMER_REAL timer: SIGALRM  unchanged
+``signal.setitimer``,  to that worker only (ITIMER_VIRTUAL/PROF
+``signal.getitimer``   raise ItimerError in a worker)
+``signal.raise_signal``  delivered to the worker itself; its        unchanged
+                       handler runs before the call returns
 ``sys.stdin``,         the worker's own (read, assign, ``del``),   the app's,
 ``sys.stdout``,        shared by its threads; it starts with a     exactly as
 ``sys.stderr``         view of its parent's (like fork): the       assigned
@@ -91,7 +95,7 @@ import signal
 import time
 from typing import Any, Callable, NamedTuple
 
-from . import _core, _stdio
+from . import _core, _signals, _stdio
 from .process import ProcessTerminated
 
 __all__ = ["SPECIAL", "TABLE", "in_worker", "install", "is_installed", "uninstall"]
@@ -214,17 +218,7 @@ def _getppid() -> int:
     return _original(os, "getppid")()
 
 
-# --- signal handlers ------------------------------------------------------------
-# Per worker (by vpid): {signum: handler}. Only the table so far: code that
-# installs handlers in a child (Ansible's worker does, before anything else)
-# no longer dies of "signal only works in main thread"; running a worker's
-# handler when the worker is signalled is not implemented yet.
-_handlers: dict[int, dict[int, Any]] = {}
-
-
-def _default_handler(signalnum: int) -> Any:
-    return signal.default_int_handler if signalnum == signal.SIGINT else signal.SIG_DFL
-
+# --- signals (machinery: _signals.py) -------------------------------------------
 
 def _valid_signum(signalnum: Any) -> int:
     n = int(signalnum)
@@ -245,10 +239,7 @@ def _signal(signalnum: int, handler: Any) -> Any:
         raise TypeError(
             "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object"
         )
-    table = _handlers.setdefault(vpid, {})
-    previous = table.get(n, _default_handler(n))
-    table[n] = handler
-    return previous
+    return _signals.set_handler(vpid, n, handler)
 
 
 @_patch(signal, "getsignal", "the worker's handler (per-worker table)")
@@ -256,19 +247,50 @@ def _getsignal(signalnum: int) -> Any:
     vpid = _vpid()
     if vpid is None:
         return _original(signal, "getsignal")(signalnum)
-    n = _valid_signum(signalnum)
-    return _handlers.get(vpid, {}).get(n, _default_handler(n))
+    return _signals.get_handler(vpid, _valid_signum(signalnum))
 
 
-def _forget_handlers(proc) -> None:
-    _handlers.pop(proc.pid, None)
+@_patch(signal, "alarm", "the worker's own timer: SIGALRM to that worker")
+def _alarm(seconds: int) -> int:
+    proc = _core._worker_process()
+    if proc is None:
+        return _original(signal, "alarm")(seconds)
+    if not isinstance(seconds, int):
+        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer")
+    if seconds < 0:
+        raise OverflowError("Python int too large to convert to C unsigned int")
+    return _signals.alarm(proc, seconds)
+
+
+@_patch(signal, "setitimer", "ITIMER_REAL: the worker's own timer (others: ItimerError)")
+def _setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float, float]:
+    proc = _core._worker_process()
+    if proc is None:
+        return _original(signal, "setitimer")(which, seconds, interval)
+    return _signals.setitimer(proc, int(which), float(seconds), float(interval))
+
+
+@_patch(signal, "getitimer", "ITIMER_REAL: the worker's own timer")
+def _getitimer(which: int) -> tuple[float, float]:
+    proc = _core._worker_process()
+    if proc is None:
+        return _original(signal, "getitimer")(which)
+    return _signals.getitimer(proc, int(which))
+
+
+@_patch(signal, "raise_signal", "delivered to the worker itself (its handler runs first)")
+def _raise_signal(signalnum: int) -> None:
+    proc = _core._worker_process()
+    if proc is None:
+        return _original(signal, "raise_signal")(signalnum)
+    _signals.deliver(proc, _valid_signum(signalnum))
 
 
 def _register_exit_hook() -> None:
     from . import process
 
-    if _forget_handlers not in process._exit_hooks:
-        process._exit_hooks.append(_forget_handlers)
+    if _signals.forget not in process._exit_hooks:
+        process._exit_hooks.append(_signals.forget)
 
 
 _register_exit_hook()
@@ -290,12 +312,9 @@ def _deliver(pid: int, sig: int) -> None:
     sig = int(sig)
     if sig == 0:
         return
-    if sig == signal.SIGKILL:
-        proc.kill()
-    elif sig == signal.SIGTERM:
-        proc.terminate()
-    else:
-        proc._send_signal(sig)
+    if not 0 < sig < signal.NSIG:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    _signals.deliver(proc, sig)
 
 
 @_patch(os, "kill", "to a vpid: delivered to that worker, never to a real process",

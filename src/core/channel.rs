@@ -215,8 +215,8 @@ mod tests {
         let (c2, t2, b2) = (c.clone(), tok.clone(), b.clone());
         let h = thread::spawn(move || {
             let sub = b2.subscribe();
-            let first = c2.recv(None, &[t2.receiver(), &sub]);
-            let second = c2.recv(None, &[t2.receiver()]);
+            let first = c2.recv(None, &[&t2.receiver(), &sub]);
+            let second = c2.recv(None, &[&t2.receiver()]);
             (first, second)
         });
         thread::sleep(Duration::from_millis(20));

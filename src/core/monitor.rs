@@ -50,8 +50,8 @@ impl<T: Send + 'static> Monitor<T> {
         self.cond.notify_one();
     }
 
-    /// Call `step` under the lock until it returns `Some`, the deadline passes or
-    /// `cancel` fires. `step` runs once more after a timeout, so a state change
+    /// Call `step` under the lock until it returns `Some`, the deadline passes,
+    /// `cancel` is cancelled (`Cancelled`) or interrupted (`Timeout`). `step` runs once more after a timeout, so a state change
     /// that raced with the deadline still wins. On success the guard is returned
     /// with the result so callers can finish their update atomically.
     pub fn wait_for<R>(
@@ -77,6 +77,11 @@ impl<T: Send + 'static> Monitor<T> {
             }
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 return Err(WaitError::Cancelled);
+            }
+            // A signal for this thread: end as a timeout would (the caller runs
+            // the handler and calls again).
+            if cancel.is_some_and(CancelToken::take_interrupt) {
+                return step(&mut g).ok_or(WaitError::Timeout);
             }
             match deadline {
                 None => self.cond.wait(&mut g),

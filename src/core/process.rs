@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{PipeReader, PipeWriter};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -39,8 +39,17 @@ pub struct ProcessHandle {
     vpid: u32,
     /// `run()` has returned: asynchronous exceptions must no longer be sent to
     /// the worker's thread (the Python layer reads and sets it with the GIL).
-    exiting: std::sync::atomic::AtomicBool,
+    exiting: AtomicBool,
+    /// Cancelled to end the process; the threads the worker started wait with it.
     token: Arc<CancelToken>,
+    /// The worker's own thread waits with this child of `token`: signals are
+    /// delivered to that thread only (as to a process's main thread).
+    main_token: Arc<CancelToken>,
+    /// Signals whose disposition in the worker is not the default, one bit each.
+    caught: AtomicU64,
+    /// An asynchronous "run your signal handlers" is queued for the worker's
+    /// thread and has not run yet.
+    armed: AtomicBool,
     exit: Arc<Monitor<ExitState>>,
 }
 
@@ -51,6 +60,30 @@ impl ProcessHandle {
 
     pub fn token(&self) -> &Arc<CancelToken> {
         &self.token
+    }
+
+    pub fn main_token(&self) -> &Arc<CancelToken> {
+        &self.main_token
+    }
+
+    /// Record whether signal `sig` has a non-default disposition in the worker.
+    pub fn set_caught(&self, sig: u32, caught: bool) {
+        if sig < 64 {
+            if caught {
+                self.caught.fetch_or(1 << sig, Ordering::SeqCst);
+            } else {
+                self.caught.fetch_and(!(1 << sig), Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub fn is_caught(&self, sig: u32) -> bool {
+        sig < 64 && self.caught.load(Ordering::SeqCst) & (1 << sig) != 0
+    }
+
+    /// Set the "handlers queued" flag; returns its previous value.
+    pub fn arm(&self, armed: bool) -> bool {
+        self.armed.swap(armed, Ordering::SeqCst)
     }
 
     pub fn mark_exiting(&self) {
@@ -151,10 +184,14 @@ impl ProcessTable {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // 2^30 + n stays below i32::MAX for 2^30 processes; wrap back to the base.
         let vpid = VPID_BASE + (n % VPID_BASE);
+        let token = CancelToken::new();
         let h = Arc::new(ProcessHandle {
             vpid,
-            exiting: std::sync::atomic::AtomicBool::new(false),
-            token: CancelToken::new(),
+            exiting: AtomicBool::new(false),
+            main_token: token.child(),
+            token,
+            caught: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
             exit: Monitor::new(ExitState::default()),
         });
         self.live.lock().insert(vpid, Arc::downgrade(&h));

@@ -495,8 +495,18 @@ impl BaseProcess {
         slf.get().signal(slf.py(), sig)
     }
 
+    /// SIGTERM: the worker's handler runs if it set one (`signal.signal` in
+    /// the worker), else the process ends with exit code -15.
     fn terminate(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().signal(slf.py(), 15)
+        let py = slf.py();
+        if slf.get().handle().is_some_and(|h| h.is_caught(15)) {
+            static DELIVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            DELIVER
+                .import(py, "ios_mp._signals", "deliver")?
+                .call1((slf, 15))?;
+            return Ok(());
+        }
+        slf.get().signal(py, 15)
     }
 
     fn kill(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -802,7 +812,8 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     };
     runtime::bind(Binding {
         key: u64::from(handle.vpid()),
-        token: Some(handle.token().clone()),
+        token: Some(handle.main_token().clone()),
+        signals: true,
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(process.clone().unbind()));
     // The worker's copy of the process learns its thread here (the parent's
@@ -821,6 +832,13 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     if handle.token().is_cancelled() {
         // terminate() may have queued one before `exiting` was set.
         runtime::absorb_pending_termination(py);
+    }
+    if handle.arm(false) {
+        // A signal's handlers were queued and have not run: run them now (as a
+        // real process would before exiting); what they raise is ignored.
+        if let Err(e) = absorb_signal_trampoline(py) {
+            e.write_unraisable(py, Some(process.as_any()));
+        }
     }
     wind_down(py, &process, &handle);
 
@@ -873,6 +891,93 @@ fn _request_exit(py: Python<'_>, code: i32) -> bool {
     true
 }
 
+/// Let a queued signal trampoline run now, in this thread, and swallow what it
+/// raises when its handlers returned normally (see `ios_mp._signals`).
+fn absorb_signal_trampoline(py: Python<'_>) -> PyResult<()> {
+    static ABSORB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ABSORB.import(py, "ios_mp._signals", "_absorb")?.call0()?;
+    Ok(())
+}
+
+/// Queue signal `sig` for the worker's own thread and make it run the
+/// handlers: a wait of that thread is interrupted (the wait runs them and goes
+/// on); a thread running Python code gets an asynchronous `_Trampoline`
+/// exception, which runs them at its next bytecode. Returns false if the
+/// process is not running (not started, exited or being terminated).
+///
+/// Everything happens with the GIL held, and the worker checks for pending
+/// signals with the GIL held before it waits, so a signal is never lost
+/// between "not waiting" and "waiting".
+#[pyfunction]
+fn _signal_worker(py: Python<'_>, process: Bound<'_, BaseProcess>, sig: u32) -> PyResult<bool> {
+    if !(1..64).contains(&sig) {
+        return Err(PyValueError::new_err(format!(
+            "signal number out of range: {sig}"
+        )));
+    }
+    let this = process.get();
+    let (handle, ident) = {
+        let g = this.inner.lock();
+        (g.handle.clone(), g.ident)
+    };
+    let Some(handle) = handle else {
+        return Ok(false);
+    };
+    if handle.exitcode().is_some() || !handle.main_token().raise_signal(sig) {
+        return Ok(false);
+    }
+    if handle.main_token().is_waiting() || handle.is_exiting() {
+        return Ok(true);
+    }
+    let Some(ident) = ident else {
+        return Ok(true); // not running yet: handled before its first wait or at exit
+    };
+    if ident == runtime::thread_ident() {
+        return Ok(true); // sent to itself: the caller runs the handlers now
+    }
+    if !handle.arm(true) {
+        static TRAMPOLINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let t = TRAMPOLINE.import(py, "ios_mp._signals", "_Trampoline")?;
+        // SAFETY: GIL held; the type object is kept alive by its module.
+        unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, t.as_ptr());
+        }
+    }
+    Ok(true)
+}
+
+/// The signals pending for the calling thread (a worker's own thread; empty
+/// elsewhere), cleared, in increasing order.
+#[pyfunction]
+fn _take_signals() -> Vec<u32> {
+    let Some(tok) = runtime::signal_token() else {
+        return Vec::new();
+    };
+    let bits = tok.take_signals();
+    (1..64).filter(|s| bits & (1 << s) != 0).collect()
+}
+
+/// Clear the "trampoline queued" flag of the calling thread's worker, if the
+/// caller is that worker's own thread; returns the flag's old value.
+#[pyfunction]
+fn _disarm() -> bool {
+    if runtime::signal_token().is_none() {
+        return false;
+    }
+    CURRENT
+        .with(|c| c.borrow().as_ref().and_then(|p| p.get().handle()))
+        .is_some_and(|h| h.arm(false))
+}
+
+/// Record, for the calling thread's worker, whether `sig` has a non-default
+/// disposition (so that `terminate()` asks `ios_mp._signals` what to do).
+#[pyfunction]
+fn _set_caught(sig: u32, caught: bool) {
+    if let Some(h) = CURRENT.with(|c| c.borrow().as_ref().and_then(|p| p.get().handle())) {
+        h.set_caught(sig, caught);
+    }
+}
+
 /// Bind the calling thread (started by a worker) to `process`.
 #[pyfunction]
 fn _adopt(process: Bound<'_, BaseProcess>) {
@@ -880,6 +985,7 @@ fn _adopt(process: Bound<'_, BaseProcess>) {
         runtime::bind(Binding {
             key: u64::from(h.vpid()),
             token: Some(h.token().clone()),
+            signals: false,
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(process.unbind()));
     }
@@ -1002,5 +1108,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_configure, m)?)?;
     m.add_function(wrap_pyfunction!(_live_count, m)?)?;
     m.add_function(wrap_pyfunction!(is_virtual_pid, m)?)?;
+    m.add_function(wrap_pyfunction!(_signal_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(_take_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(_disarm, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_caught, m)?)?;
     Ok(())
 }

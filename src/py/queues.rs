@@ -76,6 +76,11 @@ pub struct QueueBase {
     st: OnceLock<State>,
 }
 
+/// A wait's cancellation receiver fired: terminated, or a signal to handle.
+fn fired(tok: Option<&CancelToken>) -> WaitError {
+    tok.map_or(WaitError::Cancelled, CancelToken::fired)
+}
+
 fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<&'py Bound<'py, PyAny>> {
     static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -171,9 +176,11 @@ impl QueueBase {
         if st.closed_by.lock().contains(&key) {
             return Ok(Outcome::Closed);
         }
-        let never = crossbeam_channel::never();
-        let cancel = tok.map_or(&never, CancelToken::receiver);
-        op(&[cancel, &sub])
+        let cancel = tok.map_or_else(crossbeam_channel::never, CancelToken::receiver);
+        if tok.is_some_and(CancelToken::take_interrupt) {
+            return Err(WaitError::Timeout); // a signal: run its handler first
+        }
+        op(&[&cancel, &sub])
     }
 
     fn closed_error(slf: &Bound<'_, Self>, st: &State) -> PyErr {
@@ -326,7 +333,7 @@ impl QueueBase {
                     }
                     Err(SendError::Interrupted(item, 0)) => {
                         slot = Some(item);
-                        Err(WaitError::Cancelled)
+                        Err(fired(tok))
                     }
                     Err(SendError::Interrupted(item, _)) => {
                         slot = Some(item);
@@ -364,7 +371,7 @@ impl QueueBase {
                 match st.chan.recv(slice, interrupts) {
                     Ok(item) => Ok(Outcome::Done(item)),
                     Err(RecvError::Empty) => Err(WaitError::Timeout),
-                    Err(RecvError::Interrupted(0)) => Err(WaitError::Cancelled),
+                    Err(RecvError::Interrupted(0)) => Err(fired(tok)),
                     // Closed by some process: loop and re-check (ours, or not).
                     Err(RecvError::Interrupted(_)) => Err(WaitError::Timeout),
                 }

@@ -57,10 +57,15 @@ pub struct Binding {
     /// Virtual pid, or 0 for the main process.
     pub key: u64,
     pub token: Option<Arc<CancelToken>>,
+    /// The worker's own thread: signals sent to the worker run their handlers
+    /// here (`token` is then the process's `main_token`).
+    pub signals: bool,
 }
 
 thread_local! {
-    static BINDING: RefCell<Binding> = const { RefCell::new(Binding { key: 0, token: None }) };
+    static BINDING: RefCell<Binding> = const {
+        RefCell::new(Binding { key: 0, token: None, signals: false })
+    };
     static THREAD_NO: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -72,6 +77,7 @@ pub fn unbind() {
     bind(Binding {
         key: 0,
         token: None,
+        signals: false,
     });
 }
 
@@ -81,6 +87,28 @@ pub fn process_key() -> u64 {
 
 pub fn current_token() -> Option<Arc<CancelToken>> {
     BINDING.with(|c| c.borrow().token.clone())
+}
+
+/// The token of the calling thread if signals are delivered to it (a worker's
+/// own thread), else None.
+pub fn signal_token() -> Option<Arc<CancelToken>> {
+    BINDING.with(|c| {
+        let b = c.borrow();
+        if b.signals {
+            b.token.clone()
+        } else {
+            None
+        }
+    })
+}
+
+/// Run the handlers of the signals pending for this thread (a worker's own
+/// thread), as the main thread of a process runs its handlers between
+/// bytecodes. An exception a handler raises is returned.
+pub fn run_signal_handlers(py: Python<'_>) -> PyResult<()> {
+    static RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    RUN.import(py, "ios_mp._signals", "_run_pending")?.call0()?;
+    Ok(())
 }
 
 /// Owner id for locks: (process key, per-thread number).
@@ -159,9 +187,19 @@ where
     R: Send,
     F: FnMut(Option<Instant>, Option<&CancelToken>) -> Result<R, WaitError> + Send,
 {
-    let token = current_token();
+    let (token, signals) = BINDING.with(|c| {
+        let b = c.borrow();
+        (b.token.clone(), b.signals)
+    });
     let main = is_main_thread();
     loop {
+        // A worker's own thread handles its pending signals before it waits
+        // (and again each time a signal interrupts the wait, below). With the
+        // GIL held here, a sender either sees this thread waiting (and only
+        // interrupts the wait) or queues its handlers before we check.
+        if signals && token.as_deref().is_some_and(CancelToken::has_signals) {
+            run_signal_handlers(py)?;
+        }
         let slice = if main {
             let s = Instant::now() + SIGNAL_SLICE;
             Some(deadline.map_or(s, |d| d.min(s)))
@@ -169,7 +207,11 @@ where
             deadline
         };
         let tok = token.as_deref();
-        match py.detach(|| attempt(slice, tok)) {
+        let outcome = {
+            let _waiting = tok.map(CancelToken::enter_wait);
+            py.detach(|| attempt(slice, tok))
+        };
+        match outcome {
             Ok(r) => return Ok(Some(r)),
             Err(WaitError::Cancelled) => {
                 return Err(terminated(
@@ -181,8 +223,12 @@ where
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(None);
                 }
-                // Only reached on the main thread: run signal handlers (Ctrl-C).
-                py.check_signals()?;
+                // Early: the main thread's slice ended (run its signal handlers:
+                // Ctrl-C), or a signal interrupted a worker's own thread (its
+                // handlers run at the top of the loop). Either way, wait again.
+                if main {
+                    py.check_signals()?;
+                }
             }
         }
     }
@@ -211,14 +257,19 @@ fn _sleep(py: Python<'_>, seconds: f64) -> PyResult<bool> {
     }
     let d = deadline(Some(seconds))?;
     block_on::<(), _>(py, d, |slice, tok| {
-        let rx = tok.expect("worker threads have a token").receiver();
+        let tok = tok.expect("worker threads have a token");
+        let rx = tok.receiver();
+        if tok.take_interrupt() {
+            return Err(WaitError::Timeout);
+        }
         let r = match slice {
             Some(s) => rx.recv_deadline(s).map_err(|e| e.is_timeout()),
             None => rx.recv().map_err(|_| false),
         };
         match r {
-            // The token never carries a message; disconnection means cancelled.
-            Ok(()) | Err(false) => Err(WaitError::Cancelled),
+            // The token never carries a message; disconnection means cancelled
+            // or interrupted.
+            Ok(()) | Err(false) => Err(tok.fired()),
             Err(true) => Err(WaitError::Timeout),
         }
     })?;
