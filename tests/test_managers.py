@@ -342,3 +342,30 @@ def test_shared_memory_manager_wires_to_shared_memory():
         except NotImplementedError:
             pytest.skip("ios_mp.shared_memory is not implemented yet")
         assert shm.size >= 16
+        sl = smm.ShareableList([1, "two", 3.0])
+        assert list(sl) == [1, "two", 3.0]
+        conn = smm._Client(smm.address, authkey=smm._authkey)
+        segments = managers.dispatch(conn, None, "list_segments")
+        conn.close()
+        assert set(segments) == {shm.name, sl.shm.name}
+        shm.close()
+        sl.shm.close()
+
+
+def _square(x):
+    return x * x
+
+
+def test_pool_through_the_manager(manager):
+    try:
+        pool = manager.Pool(2)
+    except RemoteError as exc:
+        if "NotImplemented" in str(exc):
+            pytest.skip("ios_mp.pool.Pool is not implemented yet")
+        raise
+    assert type(pool).__name__ == "PoolProxy"
+    with pool:
+        assert pool.map(_square, range(5)) == [0, 1, 4, 9, 16]
+        res = pool.apply_async(_square, (7,))
+        assert res.get(timeout=10) == 49
+        assert list(pool.imap(_square, range(3))) == [0, 1, 4]
