@@ -86,6 +86,10 @@ AREAS = (
     "_TestValue",
     "_TestArray",
     "_TestSharedCTypes",
+    "_TestPool",
+    "_TestPoolWorkerErrors",
+    "_TestPoolWorkerLifetime",
+    "_TestSharedMemory",
 )
 FLAVOUR = "processes"
 # Managers and listeners: (flavour, area) pairs -- their own areas, the manager
@@ -252,6 +256,27 @@ def _restore_std_streams():
     saved = sys.stdin, sys.stdout, sys.stderr
     yield
     sys.stdin, sys.stdout, sys.stderr = saved
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_workers(request):
+    """conftest's check that a test leaves no ios_mp worker running, less the
+    workers of the class's own pool: ``_TestPool.setUpClass`` makes one ``Pool(4)``
+    for the whole class (``tearDownClass`` terminates it, and the class's dangling
+    check above then applies)."""
+    import ios_mp._core as core
+
+    yield
+    pool = getattr(request.cls, "pool", None)
+    workers = getattr(pool, "_pool", [])
+
+    def leaked() -> int:
+        return core._live_count() - sum(1 for w in workers if w.is_alive())
+
+    deadline = time.monotonic() + 5
+    while leaked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert leaked() == 0, "a test left an ios_mp process running"
 
 
 @pytest.fixture(autouse=True, scope="module")

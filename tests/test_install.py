@@ -79,8 +79,6 @@ def test_warns_when_stdlib_multiprocessing_was_imported_first():
 
 
 @pytest.mark.parametrize("module,attr", [
-    ("pool", "Pool"), ("pool", "ThreadPool"),
-    ("shared_memory", "SharedMemory"),
     ("popen_fork", "Popen"), ("reduction", "send_handle"),
 ])
 def test_unimplemented_parts_import_and_name_the_feature_on_use(module, attr):

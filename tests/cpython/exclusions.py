@@ -20,6 +20,26 @@ EXCLUSIONS: dict[str, str] = {
         "(threading.main_thread().native_id differs from the parent's); threads share "
         "the app's main thread"
     ),
+    "WithProcessesTestPoolWorkerLifetime.test_worker_finalization_via_atexit_*": (
+        "runs a child interpreter (test.support.script_helper.assert_python_ok), which "
+        "the iOS sandbox forbids; tests/test_pool.py runs the same script (a Pool left "
+        "open at interpreter exit) under ios_mp outside the sandbox"
+    ),
+    "WithProcessesTestSharedMemory.test_shared_memory_SharedMemoryManager_reuses_*": (
+        "runs a child interpreter (test.support.script_helper.assert_python_ok) and "
+        "checks that its resource tracker process printed nothing; the iOS sandbox "
+        "forbids child interpreters, and ios_mp has no resource tracker process"
+    ),
+    "WithProcessesTestSharedMemory.test_shared_memory_cleaned_after_process_termination": (
+        "starts a child interpreter (subprocess.Popen), kills it and expects its resource "
+        "tracker process to unlink the segment it left; the iOS sandbox forbids child "
+        "interpreters, and segments here are memory of the app, freed with it"
+    ),
+    "WithProcessesTestSharedMemory.test_shared_memory_SharedMemoryServer_ignores_sigint": (
+        "sends SIGINT with os.kill(smm._process.pid) to the SharedMemoryManager's "
+        "server, which in ios_mp.managers is a thread with no (virtual) pid "
+        "(managers.py; remove this once the server has one)"
+    ),
     # --- an ios_mp design decision, owned and tested elsewhere ----------------
     "WithProcessesTestQueue.test_queue_feeder_donot_stop_onexc": (
         "expects a plain Queue.put() of an unpicklable object to return (stdlib's "
@@ -35,7 +55,16 @@ EXCLUSIONS: dict[str, str] = {
     ),
 }
 
-PER_VERSION: dict[tuple[int, int], dict[str, str]] = {}
+PER_VERSION: dict[tuple[int, int], dict[str, str]] = {
+    (3, 13): {
+        "WithProcessesTestSharedMemory.test_shared_memory_*tracking": (
+            "runs a child interpreter (test.support.script_helper.assert_python_ok) that "
+            "attaches to the segment by name and checks its resource tracker's "
+            "warnings; the iOS sandbox forbids child interpreters, and ios_mp has no "
+            "resource tracker process"
+        ),
+    },
+}
 
 
 def for_version(version_info) -> dict[str, str]:
