@@ -33,7 +33,20 @@ PROBE = textwrap.dedent(
         "path0": sys.path[0],
         "fork": hasattr(os, "fork"),
         "multiprocessing_blocked": sys.modules.get("_multiprocessing", 0) is None,
+        "pwd_blocked": sys.modules.get("pwd", 0) is None,
+        "user": os.environ.get("USER"),
+        "logname": os.environ.get("LOGNAME"),
+        "stdin": None if sys.stdin is None else type(sys.stdin).__name__,
+        "platform": sys.platform,
     }
+    try:
+        report["stdout_fileno"] = sys.stdout.fileno()
+    except OSError as exc:  # io.UnsupportedOperation
+        report["stdout_fileno"] = type(exc).__name__
+    if os.environ.get("IOS_MP_PROBE_READ_STDIN"):
+        report["stdin_data"] = sys.stdin.read()
+    import platform
+    report["system"] = platform.system()
     try:
         import subprocess
         subprocess.run(["true"])
@@ -202,6 +215,10 @@ def test_unknown_program(capsys):
         (["--bogus", "x.py"], "unrecognized arguments: --bogus"),
         (["--sandbox"], "argument --sandbox: expected one argument"),
         (["-m"], "argument -m: expected one argument"),
+        (["--stdin", "none", "x.py"], "argument --stdin: only allowed with --sandbox"),
+        (["--platform", "x.py"], "argument --platform: only allowed with --sandbox"),
+        (["--sandbox", "ios", "--stdio", "file", "x.py"], "argument --stdio: invalid choice"),
+        (["--sandbox", "ios", "--user=", "x.py"], "argument --user: expected a non-empty"),
     ],
 )
 def test_usage_errors_exit_2(capsys, installs, argv, error):
@@ -209,8 +226,8 @@ def test_usage_errors_exit_2(capsys, installs, argv, error):
     err = capsys.readouterr().err
     assert err.startswith(USAGE + "\n")
     assert USAGE == (
-        "usage: python -m ios_mp [--sandbox ios] [--no-install] "
-        "(script | -m module | console-script) [args...]"
+        "usage: python -m ios_mp [--sandbox ios [--stdin MODE] [--stdio MODE] [--user NAME]"
+        " [--platform]] [--no-install] (script | -m module | console-script) [args...]"
     )
     assert f"python -m ios_mp: error: {error}" in err
     assert installs == []
@@ -260,7 +277,7 @@ def test_without_sandbox_option_processes_work(probe, report_file):
 # --- end to end: python -m ios_mp -------------------------------------------
 
 
-def run_ios_mp(tmp_path, *args: str, pythonpath: str | None = None):
+def run_ios_mp(tmp_path, *args: str, pythonpath: str | None = None, stdin: str | None = None):
     env = dict(os.environ)
     env["IOS_MP_PROBE_REPORT"] = str(tmp_path / "report.json")
     # Find the same ios_mp package as this test run does.
@@ -268,10 +285,14 @@ def run_ios_mp(tmp_path, *args: str, pythonpath: str | None = None):
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [pythonpath, package_root, env.get("PYTHONPATH")])
     )
+    if stdin is not None:
+        env["IOS_MP_PROBE_READ_STDIN"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "ios_mp", *args],
         cwd=tmp_path,
         env=env,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         capture_output=True,
         text=True,
         timeout=50,
@@ -289,6 +310,46 @@ def test_end_to_end_script_in_the_sandbox(tmp_path, report_file):
     assert report["fork"] is False
     assert report["multiprocessing_blocked"] is True
     assert report["subprocess"] == [errno.ENOTSUP, MESSAGE]
+    assert report["pwd_blocked"] is True
+    assert (report["user"], report["logname"]) == (None, None)
+    assert report["platform"] == sys.platform
+
+
+@pytest.mark.no_sandbox
+def test_end_to_end_stdin_is_unusable_by_default(tmp_path, report_file):
+    script = tmp_path / "probe_stdin.py"
+    script.write_text(PROBE)
+    result = run_ios_mp(tmp_path, "--sandbox", "ios", str(script), stdin="typed")
+    assert result.returncode == 0, result.stderr
+    assert read(report_file)["stdin_data"] == ""  # descriptor 0 is /dev/null
+    result = run_ios_mp(tmp_path, "--sandbox", "ios", "--stdin", "keep", str(script), stdin="typed")
+    assert result.returncode == 0, result.stderr
+    assert read(report_file)["stdin_data"] == "typed"
+
+
+@pytest.mark.no_sandbox
+def test_end_to_end_sandbox_options(tmp_path, report_file):
+    script = tmp_path / "probe_options.py"
+    script.write_text(PROBE + "\nprint('hello')\nprint('bye', file=sys.stderr)\n")
+    args = ["--sandbox=ios", "--stdin=none", "--stdio", "log", "--user", "mobile", "--platform"]
+    result = run_ios_mp(tmp_path, *args, str(script))
+    assert result.returncode == 0, result.stderr
+    report = read(report_file)
+    assert report["stdin"] is None
+    assert report["stdout_fileno"] == "UnsupportedOperation"
+    assert (report["user"], report["logname"]) == ("mobile", "mobile")
+    assert (report["platform"], report["system"]) == ("ios", "iOS")
+    assert result.stdout == "hello\n"  # one log message per line, to descriptor 1
+    assert result.stderr == "bye\n"
+
+
+@pytest.mark.no_sandbox
+def test_sandbox_options_reach_enable(probe, report_file):
+    assert main(["--sandbox", "ios", "--stdin", "none", "--user", "mobile", str(probe)]) == 0
+    assert sandbox.options()["stdin"] == "none"
+    report = read(report_file)
+    assert report["stdin"] is None
+    assert report["user"] == "mobile"
 
 
 @pytest.mark.no_sandbox

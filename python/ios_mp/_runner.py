@@ -1,14 +1,24 @@
 """``python -m ios_mp``: run a Python program with ios_mp as ``multiprocessing``.
 
-usage: python -m ios_mp [--sandbox ios] [--no-install]
-       (script | -m module | console-script) [args...]
+usage: python -m ios_mp [--sandbox ios [--stdin MODE] [--stdio MODE] [--user NAME]
+       [--platform]] [--no-install] (script | -m module | console-script) [args...]
 
 Only ios_mp's own options are parsed, up to the program: the program's name and
 every argument after it are passed on untouched, and ``--`` also ends ios_mp's
 options. Then, in this order:
 
-1. ``--sandbox ios`` enables ``ios_mp.sandbox`` (no fork, no subprocess, no
-   ``_multiprocessing``, as on iOS);
+1. ``--sandbox ios`` enables ``ios_mp.sandbox``, the faithful iOS sandbox: no
+   processes, none of the modules CPython's iOS build lacks (``pwd``, ``grp``,
+   ``_posixsubprocess``, ``readline``, ...), no ``USER``/``LOGNAME`` in the
+   environment, and descriptor 0 on ``/dev/null`` (no usable stdin). Its options
+   (only with ``--sandbox``): ``--stdin devnull|none|keep`` (default
+   ``devnull``; ``none`` makes ``sys.stdin`` ``None``), ``--stdio keep|log``
+   (default ``keep``; ``log`` makes ``sys.stdout``/``sys.stderr`` descriptor-less
+   streams writing one message per line, to descriptors 1 and 2, as iOS sends
+   them to the system log), ``--user NAME`` (``USER``/``LOGNAME`` set to NAME
+   instead of unset; an app's environment may have ``mobile``) and
+   ``--platform`` (``sys.platform == "ios"``, ``platform.system() == "iOS"``;
+   off by default, see ``ios_mp.sandbox``);
 2. ``ios_mp.install()`` installs ios_mp as ``multiprocessing``; with
    ``--no-install`` it is uninstalled again (importing ios_mp installs it), so
    the program gets the stdlib ``multiprocessing``;
@@ -33,9 +43,10 @@ command line. Other exceptions from the program propagate.
 Order of imports: ``python -m ios_mp`` makes the interpreter import the package
 ``ios_mp`` (its ``__init__``) before this code runs, so the sandbox is enabled
 *after* that import, not before. This is still correct for the program being
-run: ios_mp itself never uses ``_multiprocessing``, ``_posixshmem``, ``os.fork``
-or ``subprocess``, and the sandbox is on before ``install()`` and before the
-program's first line.
+run: ios_mp imports none of the modules iOS lacks and never uses ``os.fork`` or
+``subprocess`` (``tests/test_sandbox.py`` imports every ios_mp module in a fresh
+sandboxed interpreter to check), and the sandbox is on before ``install()`` and
+before the program's first line.
 
 Like the interpreter, ``main()`` leaves ``sys.argv``, ``sys.path`` and the sandbox
 as the program left them (the program's atexit handlers and threads may still
@@ -57,7 +68,8 @@ __all__ = ["main"]
 
 PROG = "python -m ios_mp"
 USAGE = (
-    f"usage: {PROG} [--sandbox ios] [--no-install] (script | -m module | console-script) [args...]"
+    f"usage: {PROG} [--sandbox ios [--stdin MODE] [--stdio MODE] [--user NAME] [--platform]]"
+    " [--no-install] (script | -m module | console-script) [args...]"
 )
 HELP = f"""{USAGE}
 
@@ -71,8 +83,17 @@ program (it and all arguments after it are passed to the program):
 
 options:
   -h, --help      show this help message and exit
-  --sandbox ios   first make this interpreter behave like CPython on iOS:
-                  no fork, no subprocess, no _multiprocessing (ios_mp.sandbox)
+  --sandbox ios   first make this interpreter behave like CPython in an iOS app
+                  (ios_mp.sandbox): no processes, none of the modules iOS lacks
+                  (pwd, grp, _posixsubprocess, readline, ...), no USER/LOGNAME,
+                  no usable stdin
+  --stdin MODE    with --sandbox: devnull (default: descriptor 0 on /dev/null),
+                  none (sys.stdin is None) or keep
+  --stdio MODE    with --sandbox: keep (default) or log (sys.stdout/stderr have
+                  no file descriptor and write one message per line, to fds 1/2)
+  --user NAME     with --sandbox: set USER and LOGNAME to NAME instead of unset
+  --platform      with --sandbox: also make sys.platform "ios" and
+                  platform.system() "iOS"
   --no-install    do not install ios_mp as multiprocessing
   --              end of ios_mp options: the next argument is the program
 """
@@ -86,13 +107,45 @@ class _HelpRequested(Exception):
     pass
 
 
+# The sandbox options of the command line: option -> (enable() keyword, allowed values).
+_SANDBOX_OPTIONS = {
+    "--stdin": ("stdin", sandbox.STDIN_MODES),
+    "--stdio": ("stdio", sandbox.STDIO_MODES),
+    "--user": ("user", None),
+}
+
+
 @dataclass
 class _Command:
     sandbox: str | None = None  # the sandbox kind to enable, if any
+    # enable()'s keyword arguments; the runner's default stdin is "no usable stdin".
+    sandbox_options: dict[str, object] = field(default_factory=lambda: {"stdin": "devnull"})
+    sandbox_flags: list[str] = field(default_factory=list)  # sandbox options given
     install: bool = True
     module: bool = False  # True: `program` is a module name given with -m
     program: str = ""
     args: list[str] = field(default_factory=list)
+
+
+def _value(argv: list[str], i: int, option: str) -> tuple[str, int]:
+    """The value of *option* at ``argv[i]`` (``--opt value`` or ``--opt=value``), next index."""
+    arg = argv[i]
+    if arg == option:
+        if i + 1 == len(argv):
+            raise _UsageError(f"argument {option}: expected one argument")
+        return argv[i + 1], i + 1
+    return arg.partition("=")[2], i
+
+
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        choices = ", ".join(repr(k) for k in allowed)
+        raise _UsageError(f"argument {option}: invalid choice: {value!r} (choose from {choices})")
+    return value
+
+
+def _is_option(arg: str, option: str) -> bool:
+    return arg == option or arg.startswith(option + "=")
 
 
 def _parse(argv: list[str]) -> _Command:
@@ -107,20 +160,22 @@ def _parse(argv: list[str]) -> _Command:
             raise _HelpRequested
         if arg == "--no-install":
             command.install = False
-        elif arg == "--sandbox" or arg.startswith("--sandbox="):
-            if arg == "--sandbox":
-                if i + 1 == len(argv):
-                    raise _UsageError("argument --sandbox: expected one argument")
-                i += 1
-                kind = argv[i]
-            else:
-                kind = arg.partition("=")[2]
-            if kind not in sandbox.KINDS:
-                allowed = ", ".join(repr(k) for k in sandbox.KINDS)
-                raise _UsageError(
-                    f"argument --sandbox: invalid choice: {kind!r} (choose from {allowed})"
-                )
-            command.sandbox = kind
+        elif _is_option(arg, "--sandbox"):
+            kind, i = _value(argv, i, "--sandbox")
+            command.sandbox = _choice("--sandbox", kind, sandbox.KINDS)
+        elif arg == "--platform":
+            command.sandbox_options["platform"] = True
+            command.sandbox_flags.append(arg)
+        elif any(_is_option(arg, o) for o in _SANDBOX_OPTIONS):
+            option = arg.partition("=")[0]
+            keyword, allowed = _SANDBOX_OPTIONS[option]
+            value, i = _value(argv, i, option)
+            if allowed is not None:
+                _choice(option, value, allowed)
+            elif not value:
+                raise _UsageError(f"argument {option}: expected a non-empty value")
+            command.sandbox_options[keyword] = value
+            command.sandbox_flags.append(option)
         elif arg.startswith("-m"):
             # "-m module", or "-mmodule" as the interpreter also accepts.
             module = arg[2:]
@@ -130,7 +185,7 @@ def _parse(argv: list[str]) -> _Command:
                 i += 1
                 module = argv[i]
             command.module, command.program, command.args = True, module, argv[i + 1 :]
-            return command
+            return _checked(command)
         elif arg.startswith("-") and arg != "-":
             raise _UsageError(f"unrecognized arguments: {arg}")
         else:
@@ -141,6 +196,12 @@ def _parse(argv: list[str]) -> _Command:
             "the following arguments are required: script | -m module | console-script"
         )
     command.program, command.args = argv[i], argv[i + 1 :]
+    return _checked(command)
+
+
+def _checked(command: _Command) -> _Command:
+    if command.sandbox is None and command.sandbox_flags:
+        raise _UsageError(f"argument {command.sandbox_flags[0]}: only allowed with --sandbox")
     return command
 
 
@@ -244,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if command.sandbox is not None:
-        sandbox.enable(command.sandbox)  # before ios_mp's multiprocessing layer
+        # Before ios_mp's multiprocessing layer; a sandbox already on stays as it is.
+        sandbox.enable(command.sandbox, **command.sandbox_options)  # type: ignore[arg-type]
     package = importlib.import_module(__package__ or "ios_mp")
     # Importing the package installs it; --no-install takes that back, so the
     # program sees the stdlib multiprocessing (useful to compare behaviours).

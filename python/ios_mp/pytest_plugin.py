@@ -9,17 +9,23 @@ adds:
   idempotently, in a ``tryfirst`` ``pytest_configure`` for when the plugin is
   loaded too late for that hook) and disabled in ``pytest_unconfigure``.
   A sandbox that was already on when pytest started (for example under
-  ``python -m ios_mp --sandbox ios -m pytest``) is left on.
+  ``python -m ios_mp --sandbox ios -m pytest``) is left on, with its options.
+  The plugin's sandbox is ``sandbox.enable("ios")`` with its defaults, the
+  faithful one: the modules iOS lacks cannot be imported (``pwd``, ``grp``,
+  ``_posixsubprocess``, ``readline``, ...), no process can be created, and the
+  environment has no ``USER``/``LOGNAME``. The standard streams are left to
+  pytest's capture (which already gives a stdin that cannot be read).
 * the ``ios_sandbox`` fixture: the ``ios_mp.sandbox`` module, after checking the
   sandbox is on.
 * the ``no_sandbox`` marker: the sandbox is off while a marked test runs
-  (its setup, call and teardown) and back on afterwards. Use it for tests that
-  must start real processes, e.g. to run ``python -m ios_mp`` end to end.
+  (its setup, call and teardown) and back on afterwards, with the same options.
+  Use it for tests that must start real processes, e.g. to run
+  ``python -m ios_mp`` end to end, or that need a module iOS lacks.
 * a report-header line saying whether the sandbox is on.
 
 Importing this module imports the ``ios_mp`` package (and with it whatever its
 ``__init__`` does, such as installing ios_mp as ``multiprocessing``) before the
-sandbox is enabled; ios_mp does not create processes, so that order is safe.
+sandbox is enabled; ios_mp imports no module iOS lacks, so that order is safe.
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         dest="ios_sandbox",
         default=True,
-        help="run the tests with ios_mp.sandbox enabled, like CPython on iOS: "
-        "no fork, no subprocess, no _multiprocessing (default)",
+        help="run the tests with ios_mp.sandbox enabled, like CPython on iOS: no "
+        "processes, none of the modules iOS lacks (pwd, grp, ...), no USER/LOGNAME (default)",
     )
     group.addoption(
         "--no-ios-sandbox",
@@ -92,9 +98,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    if sandbox.is_enabled():
-        return f"ios_mp sandbox: on ({_KIND}: no fork, no subprocess, no _multiprocessing)"
-    return "ios_mp sandbox: off"
+    options = sandbox.options()
+    if options is None:
+        return "ios_mp sandbox: off"
+    user = options["user"]
+    details = [
+        "no processes",
+        f"none of the {len(sandbox.NA_MODULES)} modules iOS lacks",
+        "no user name in the environment" if user is None else f"USER={user}",
+        f"stdin {options['stdin']}",
+        f"stdio {options['stdio']}",
+    ]
+    if options["platform"]:
+        details.append("sys.platform ios")
+    return f"ios_mp sandbox: on ({options['kind']}: {', '.join(details)})"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -104,11 +121,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
     if item.get_closest_marker("no_sandbox") is None or not sandbox.is_enabled():
         yield
         return
+    options = sandbox.options() or {"kind": _KIND}
     sandbox.disable()
     try:
         yield
     finally:
-        sandbox.enable(_KIND)
+        sandbox.enable(**options)
 
 
 @pytest.fixture

@@ -1,0 +1,430 @@
+"""What ansible-core's controller needs that CPython inside an iOS app lacks.
+
+``install()`` puts the fixes in place, before ``ansible`` is imported;
+``uninstall()`` takes them out again. Both are idempotent. Each fix is applied
+only where it is needed, so on a desktop (where the real modules exist)
+``install()`` changes nothing. ``ios_mp.ansible.run_playbook()`` calls
+``install()`` itself. docs/ios-sandbox.md lists the fixes with the ansible-core
+versions that need them; ``tests/test_ansible_compat.py`` checks them.
+
+``pwd`` and ``grp`` stand-ins
+-----------------------------
+CPython's iOS build has no ``pwd`` and no ``grp`` (``configure.ac`` marks them
+n/a). ansible-core imports both at the top of ``ansible.module_utils.basic``,
+which every controller plugin (action, connection, ...) imports, and ``pwd`` at
+the top of ``ansible/_internal/_templating/_template_vars.py`` (2.19+). And
+``ansible.utils.display`` calls ``getpass.getuser()`` in a class body, which
+falls back to ``pwd`` when no ``LOGNAME``/``USER``/``LNAME``/``USERNAME`` is set;
+2.19 catches only ``KeyError`` there, so the import of ``ansible.cli`` fails
+with ``ModuleNotFoundError`` (CPython < 3.13) or ``OSError`` (3.13+). Measured
+with ansible-core 2.19.14 on CPython 3.11 and 2.20.10 on CPython 3.13 under
+``ios_mp.sandbox`` (2.20 catches those errors in ``display``, but still imports
+``pwd``/``grp`` at the top of ``module_utils.basic``).
+
+When ``import pwd`` (or ``import grp``) fails, ``install()`` puts a small module
+of that name in ``sys.modules``, a stand-in for the real one that knows one
+entry, the app's own user:
+
+* ``pwd.getpwuid(os.getuid())`` and ``pwd.getpwnam(<that name>)`` return a
+  ``pwd.struct_passwd`` with ``pw_name`` the first non-empty of ``LOGNAME``,
+  ``USER``, ``LNAME``, ``USERNAME`` (``getpass.getuser()``'s order), else
+  ``DEFAULT_USER`` (``"mobile"``, the user iOS apps run as); ``pw_passwd`` ``"*"``;
+  ``pw_uid``/``pw_gid`` ``os.getuid()``/``os.getgid()``; ``pw_gecos`` ``""``;
+  ``pw_dir`` ``HOME`` (``"/"`` if unset); ``pw_shell`` ``SHELL`` (``"/bin/sh"`` if
+  unset). The environment is read at each call. ``pwd.getpwall()`` is a list of
+  that one entry.
+* ``grp.getgrgid(os.getgid())`` and ``grp.getgrnam(<the user name>)`` return a
+  ``grp.struct_group`` named like the user (on iOS the ``mobile`` user's group is
+  ``mobile``), ``gr_passwd`` ``"*"``, ``gr_gid`` ``os.getgid()``, ``gr_mem``
+  ``[]``; ``grp.getgrall()`` is a list of it.
+* every other id or name raises ``KeyError`` with the real modules' message
+  (``"getpwnam(): name not found: 'x'"``, ``"getpwuid(): uid not found: 123"``,
+  ``"getgrgid(): gid not found: 5"``, ``"getgrnam(): name not found: 'x'"``);
+  arguments of the wrong type raise ``TypeError`` (``"uid should be integer, not
+  str"``, ``"getpwnam() argument must be str, not bytes"``), an embedded NUL
+  ``ValueError``, an id out of range what the real ones raise. As on CPython
+  3.10+, ``grp.getgrgid()`` takes no ``str``/``float`` (3.9's warned and
+  converted them).
+* ``struct_passwd``/``struct_group`` are tuples with the real field names, read-only
+  attributes, ``n_fields``/``n_sequence_fields``/``n_unnamed_fields``,
+  ``__match_args__``, the real ``repr`` and pickling, built from a sequence of the
+  right length like the real struct sequences.
+
+The stand-ins are never installed over a real module: ``install()`` first tries
+the real import. ``uninstall()`` puts back what ``sys.modules`` had (``None``
+under ``ios_mp.sandbox``), but only while the entry is still the stand-in.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import importlib.machinery
+import operator
+import os
+import sys
+import threading
+import types
+from typing import Any, Callable
+
+__all__ = ["DEFAULT_USER", "STAND_INS", "install", "installed", "uninstall"]
+
+#: The user name of the stand-in entry when the environment names none.
+DEFAULT_USER = "mobile"
+
+#: The modules ``install()`` can stand in for.
+STAND_INS = ("pwd", "grp")
+
+_MISSING = object()
+_lock = threading.Lock()
+# name -> (previous sys.modules entry or _MISSING, the stand-in module) while installed.
+_installed: dict[str, tuple[Any, types.ModuleType]] = {}
+
+_ID_MAX = 2**32 - 1  # uid_t and gid_t are 32-bit unsigned on Darwin and Linux
+_LONG_MAX = 2**63 - 1
+
+
+# --- the current user, from the environment ------------------------------------
+
+
+def _user_name() -> str:
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return DEFAULT_USER
+
+
+# --- struct sequences ----------------------------------------------------------
+
+
+class _Field:
+    """A read-only attribute of a struct sequence: item *index* of the tuple."""
+
+    def __init__(self, index: int, doc: str) -> None:
+        self.index = index
+        self.__doc__ = doc
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self if obj is None else tuple.__getitem__(obj, self.index)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError("readonly attribute")
+
+    def __delete__(self, obj: Any) -> None:
+        raise AttributeError("readonly attribute")
+
+
+def _struct_sequence(module: str, name: str, fields: dict[str, str], doc: str) -> type:
+    """A tuple subclass that behaves like the C struct sequence ``module.name``."""
+    names = tuple(fields)
+    size = len(names)
+    qualified = f"{module}.{name}"
+
+    def __new__(cls: type, sequence: Any, dict: Any = None) -> Any:
+        if dict is not None and not isinstance(dict, builtins.dict):
+            raise TypeError(f"{qualified}() takes a dict as second arg, if any")
+        try:
+            items = tuple(sequence)
+        except TypeError:
+            raise TypeError("constructor requires a sequence") from None
+        if len(items) != size:
+            raise TypeError(f"{qualified}() takes a {size}-sequence ({len(items)}-sequence given)")
+        if dict and sys.version_info >= (3, 13):
+            raise TypeError(f"{qualified}() got duplicate or unexpected field name(s)")
+        return tuple.__new__(cls, items)
+
+    def __repr__(self: Any) -> str:
+        values = ", ".join(f"{n}={v!r}" for n, v in zip(names, self))
+        return f"{qualified}({values})"
+
+    def __reduce__(self: Any) -> Any:
+        return (type(self), (tuple(self), {}))
+
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "__module__": module,
+        "__qualname__": name,
+        "__doc__": doc,
+        "__new__": __new__,
+        "__repr__": __repr__,
+        "__reduce__": __reduce__,
+        "n_fields": size,
+        "n_sequence_fields": size,
+        "n_unnamed_fields": 0,
+    }
+    if sys.version_info >= (3, 10):
+        namespace["__match_args__"] = names
+    if sys.version_info >= (3, 13):
+
+        def __replace__(self: Any, **changes: Any) -> Any:
+            unknown = set(changes) - set(names)
+            if unknown:
+                raise TypeError(f"{qualified}.__replace__() got unexpected field name(s)")
+            return type(self)(tuple(changes.get(n, v) for n, v in zip(names, self)))
+
+        namespace["__replace__"] = __replace__
+    for index, (field, field_doc) in enumerate(fields.items()):
+        namespace[field] = _Field(index, field_doc)
+    return type(name, (tuple,), namespace)
+
+
+# --- argument checks like the C functions' -------------------------------------
+
+
+def _one_positional(qualified: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Like METH_O: exactly one positional argument."""
+    if kwargs:
+        raise TypeError(f"{qualified}() takes no keyword arguments")
+    if len(args) != 1:
+        raise TypeError(f"{qualified}() takes exactly one argument ({len(args)} given)")
+    return args[0]
+
+
+def _one_argument(function: str, keyword: str, args: tuple[Any, ...], kwargs: dict) -> Any:
+    """Like Argument Clinic's ``function(keyword)``: one argument, by position or name."""
+    if len(args) > 1 or len(args) + len(kwargs) > 1:
+        raise TypeError(f"{function}() takes at most 1 argument ({len(args) + len(kwargs)} given)")
+    if args:
+        return args[0]
+    if keyword not in kwargs:
+        if kwargs:
+            unexpected = next(iter(kwargs))
+            raise TypeError(f"{function}() got an unexpected keyword argument {unexpected!r}")
+        raise TypeError(f"{function}() missing required argument {keyword!r} (pos 1)")
+    return kwargs[keyword]
+
+
+def _integer(value: Any, what: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} should be integer, not {type(value).__name__}") from None
+
+
+def _converted_id(number: int, what: str) -> int:
+    """The id as CPython's ``_Py_Uid_Converter``/``_Py_Gid_Converter`` see it, or OverflowError."""
+    if number == -1 or 0 <= number <= _ID_MAX:
+        return -1 if number == _ID_MAX else number
+    if number <= _LONG_MAX:  # below -1, or too big for the id type but not for a C long
+        raise OverflowError(f"{what} is less than minimum")
+    raise OverflowError(f"{what} is greater than maximum")
+
+
+def _name(value: Any, message: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{message}, not {type(value).__name__}")
+    if "\0" in value:
+        raise ValueError("embedded null byte")
+    return value
+
+
+# --- pwd -----------------------------------------------------------------------
+
+_PWD_DOC = """\
+ios_mp's stand-in for the pwd module, which CPython's iOS build lacks.
+
+It knows one password database entry: the app's own user (os.getuid()), named
+by LOGNAME, USER, LNAME or USERNAME, else "mobile"; home HOME, shell SHELL.
+Any other uid or name raises KeyError, as the real module does for unknown ones.
+Installed by ios_mp.ansible.compat.install() only where "import pwd" fails."""
+
+_PASSWD_FIELDS = {
+    "pw_name": "user name",
+    "pw_passwd": "password",
+    "pw_uid": "user id",
+    "pw_gid": "group id",
+    "pw_gecos": "real name",
+    "pw_dir": "home directory",
+    "pw_shell": "shell program",
+}
+_PASSWD_DOC = """pwd.struct_passwd: Results from getpw*() routines.
+
+This object may be accessed either as a tuple of
+  (pw_name,pw_passwd,pw_uid,pw_gid,pw_gecos,pw_dir,pw_shell)
+or via the object attributes as named in the above tuple."""
+
+
+def _make_pwd() -> types.ModuleType:
+    module = types.ModuleType("pwd", _PWD_DOC)
+    struct_passwd = _struct_sequence("pwd", "struct_passwd", _PASSWD_FIELDS, _PASSWD_DOC)
+
+    def entry() -> Any:
+        return struct_passwd(
+            (
+                _user_name(),
+                "*",
+                os.getuid(),
+                os.getgid(),
+                "",
+                os.environ.get("HOME") or "/",
+                os.environ.get("SHELL") or "/bin/sh",
+            )
+        )
+
+    def getpwuid(*args: Any, **kwargs: Any) -> Any:
+        """Return the password database entry for the given numeric user ID.
+
+        The stand-in knows only ``os.getuid()``."""
+        uid = _integer(_one_positional("pwd.getpwuid", args, kwargs), "uid")
+        try:
+            shown = _converted_id(uid, "uid")
+        except OverflowError:
+            raise KeyError("getpwuid(): uid not found") from None
+        if shown == os.getuid():
+            return entry()
+        raise KeyError(f"getpwuid(): uid not found: {shown}")
+
+    def getpwnam(*args: Any, **kwargs: Any) -> Any:
+        """Return the password database entry for the given user name.
+
+        The stand-in knows only the app's own user."""
+        name = _one_positional("pwd.getpwnam", args, kwargs)
+        name = _name(name, "getpwnam() argument must be str")
+        if name == _user_name():
+            return entry()
+        raise KeyError(f"getpwnam(): name not found: {name!r}")
+
+    def getpwall(*args: Any, **kwargs: Any) -> list[Any]:
+        """Return a list of all available password database entries: the app's user."""
+        if kwargs:
+            raise TypeError("pwd.getpwall() takes no keyword arguments")
+        if args:
+            raise TypeError(f"pwd.getpwall() takes no arguments ({len(args)} given)")
+        return [entry()]
+
+    _populate(
+        module, struct_passwd=struct_passwd, getpwuid=getpwuid, getpwnam=getpwnam, getpwall=getpwall
+    )
+    return module
+
+
+# --- grp -----------------------------------------------------------------------
+
+_GRP_DOC = """\
+ios_mp's stand-in for the grp module, which CPython's iOS build lacks.
+
+It knows one group database entry: the app's own group (os.getgid()), named
+like the app's user (LOGNAME, USER, LNAME or USERNAME, else "mobile").
+Any other gid or name raises KeyError, as the real module does for unknown ones.
+Installed by ios_mp.ansible.compat.install() only where "import grp" fails."""
+
+_GROUP_FIELDS = {
+    "gr_name": "group name",
+    "gr_passwd": "password",
+    "gr_gid": "group id",
+    "gr_mem": "group members",
+}
+_GROUP_DOC = """grp.struct_group: Results from getgr*() routines.
+
+This object may be accessed either as a tuple of
+  (gr_name,gr_passwd,gr_gid,gr_mem)
+or via the object attributes as named in the above tuple.
+"""
+
+
+def _make_grp() -> types.ModuleType:
+    module = types.ModuleType("grp", _GRP_DOC)
+    struct_group = _struct_sequence("grp", "struct_group", _GROUP_FIELDS, _GROUP_DOC)
+    name_error = (
+        "getgrnam() argument 1 must be str"
+        if sys.version_info >= (3, 13)
+        else "getgrnam() argument 'name' must be str"
+    )
+
+    def entry() -> Any:
+        return struct_group((_user_name(), "*", os.getgid(), []))
+
+    def getgrgid(*args: Any, **kwargs: Any) -> Any:
+        """Return the group database entry for the given numeric group ID.
+
+        If id is not valid, raise KeyError. The stand-in knows only ``os.getgid()``."""
+        gid = _integer(_one_argument("getgrgid", "id", args, kwargs), "gid")
+        shown = _converted_id(gid, "gid")
+        if shown == os.getgid():
+            return entry()
+        raise KeyError(f"getgrgid(): gid not found: {shown}")
+
+    def getgrnam(*args: Any, **kwargs: Any) -> Any:
+        """Return the group database entry for the given group name.
+
+        If name is not valid, raise KeyError. The stand-in knows only the app's group."""
+        name = _name(_one_argument("getgrnam", "name", args, kwargs), name_error)
+        if name == _user_name():
+            return entry()
+        raise KeyError(f"getgrnam(): name not found: {name!r}")
+
+    def getgrall(*args: Any, **kwargs: Any) -> list[Any]:
+        """Return a list of all available group entries: the app's group."""
+        if kwargs:
+            raise TypeError("grp.getgrall() takes no keyword arguments")
+        if args:
+            raise TypeError(f"grp.getgrall() takes no arguments ({len(args)} given)")
+        return [entry()]
+
+    _populate(
+        module, struct_group=struct_group, getgrgid=getgrgid, getgrnam=getgrnam, getgrall=getgrall
+    )
+    return module
+
+
+def _populate(module: types.ModuleType, **members: Any) -> None:
+    for name, value in members.items():
+        if isinstance(value, types.FunctionType):
+            value.__name__ = value.__qualname__ = name
+            value.__module__ = module.__name__
+        setattr(module, name, value)
+    module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None, origin=__name__)
+    module.__ios_mp_stand_in__ = True
+
+
+_FACTORIES: dict[str, Callable[[], types.ModuleType]] = {"pwd": _make_pwd, "grp": _make_grp}
+
+
+# --- install / uninstall ---------------------------------------------------------
+
+
+def _is_stand_in(module: Any) -> bool:
+    return getattr(module, "__ios_mp_stand_in__", False) is True
+
+
+def install() -> tuple[str, ...]:
+    """Install every fix this interpreter needs; return the names of the stand-ins in place.
+
+    A stand-in for ``pwd``/``grp`` goes into ``sys.modules`` only when importing
+    the real module fails (on iOS, or under ``ios_mp.sandbox``). Call it before
+    ``ansible`` is imported.
+    """
+    with _lock:
+        for name in STAND_INS:
+            record = _installed.get(name)
+            if record is not None and sys.modules.get(name) is record[1]:
+                continue  # already in place
+            _installed.pop(name, None)
+            current = sys.modules.get(name, _MISSING)
+            if _is_stand_in(current):
+                continue  # another copy of ours (a reloaded compat module): leave it
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                stand_in = _FACTORIES[name]()
+                _installed[name] = (current, stand_in)
+                sys.modules[name] = stand_in
+        return installed()
+
+
+def uninstall() -> None:
+    """Take out what ``install()`` put in, where it is still in place."""
+    with _lock:
+        for name, (previous, stand_in) in list(_installed.items()):
+            if sys.modules.get(name) is stand_in:
+                if previous is _MISSING:
+                    del sys.modules[name]
+                else:
+                    sys.modules[name] = previous
+            del _installed[name]
+
+
+def installed() -> tuple[str, ...]:
+    """The names of the stand-ins ``install()`` put in ``sys.modules`` that are still there."""
+    return tuple(n for n in STAND_INS if n in _installed and sys.modules.get(n) is _installed[n][1])

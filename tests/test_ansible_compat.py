@@ -1,0 +1,242 @@
+"""Tests of ios_mp.ansible.compat: the pwd/grp stand-ins, and what they fix for ansible-core.
+
+The stand-ins are tested without ansible. The ansible check (skipped when ansible-core
+is not installed) runs ``python -m ios_mp --sandbox ios`` in a fresh interpreter, so
+it is marked no_sandbox: importing ansible in-process would leave its global state
+(patched stdout, collection finder) behind.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import ios_mp
+from ios_mp import sandbox
+from ios_mp.ansible import compat
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    """Fresh stand-in modules, with a known environment."""
+    monkeypatch.setenv("USER", "alice")
+    monkeypatch.setenv("HOME", "/home/alice")
+    monkeypatch.setenv("SHELL", "/bin/zsh")
+    for name in ("LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    return compat._make_pwd(), compat._make_grp()
+
+
+@pytest.fixture
+def installed():
+    yield
+    compat.uninstall()
+
+
+def test_current_user_entry(stand_ins):
+    pwd, grp = stand_ins
+    entry = pwd.getpwuid(os.getuid())
+    assert entry == ("alice", "*", os.getuid(), os.getgid(), "", "/home/alice", "/bin/zsh")
+    assert (entry.pw_name, entry.pw_dir, entry.pw_shell) == ("alice", "/home/alice", "/bin/zsh")
+    assert pwd.getpwnam("alice") == entry
+    assert pwd.getpwall() == [entry]
+    group = grp.getgrgid(os.getgid())
+    assert group == ("alice", "*", os.getgid(), [])
+    assert grp.getgrnam("alice") == group == grp.getgrgid(id=os.getgid())
+    assert grp.getgrall() == [group]
+
+
+def test_default_user_name_and_environment_order(stand_ins, monkeypatch):
+    pwd, _ = stand_ins
+    monkeypatch.setenv("LOGNAME", "first")
+    assert pwd.getpwuid(os.getuid()).pw_name == "first"  # getpass.getuser()'s order
+    for name in ("LOGNAME", "USER"):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("HOME")
+    entry = pwd.getpwuid(os.getuid())
+    assert (entry.pw_name, entry.pw_dir) == (compat.DEFAULT_USER, "/") == ("mobile", "/")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda p, g: p.getpwuid(os.getuid() + 1),
+            KeyError,
+            f"getpwuid(): uid not found: {os.getuid() + 1}",
+        ),
+        (lambda p, g: p.getpwuid(-2), KeyError, "getpwuid(): uid not found"),
+        (lambda p, g: p.getpwuid(2**32 - 1), KeyError, "getpwuid(): uid not found: -1"),
+        (lambda p, g: p.getpwnam("nobody-x"), KeyError, "getpwnam(): name not found: 'nobody-x'"),
+        (
+            lambda p, g: g.getgrgid(os.getgid() + 1),
+            KeyError,
+            f"getgrgid(): gid not found: {os.getgid() + 1}",
+        ),
+        (lambda p, g: g.getgrnam("nobody-x"), KeyError, "getgrnam(): name not found: 'nobody-x'"),
+        (lambda p, g: g.getgrgid(2**40), OverflowError, "gid is less than minimum"),
+        (lambda p, g: g.getgrgid(2**63), OverflowError, "gid is greater than maximum"),
+        (lambda p, g: p.getpwuid("0"), TypeError, "uid should be integer, not str"),
+        (lambda p, g: g.getgrgid(1.0), TypeError, "gid should be integer, not float"),
+        (lambda p, g: p.getpwnam(b"x"), TypeError, "getpwnam() argument must be str, not bytes"),
+        (lambda p, g: g.getgrnam(1), TypeError, "must be str, not int"),
+        (lambda p, g: p.getpwnam("a\0b"), ValueError, "embedded null byte"),
+        (
+            lambda p, g: p.getpwuid(),
+            TypeError,
+            "pwd.getpwuid() takes exactly one argument (0 given)",
+        ),
+        (lambda p, g: p.getpwnam(name="x"), TypeError, "pwd.getpwnam() takes no keyword arguments"),
+        (lambda p, g: p.getpwall(1), TypeError, "pwd.getpwall() takes no arguments (1 given)"),
+        (lambda p, g: g.getgrgid(), TypeError, "getgrgid() missing required argument 'id' (pos 1)"),
+    ],
+)
+def test_errors_like_the_real_modules(stand_ins, call, error, message):
+    with pytest.raises(error) as info:
+        call(*stand_ins)
+    assert info.value.args == (message,) or message in str(info.value)
+
+
+def test_struct_sequences(stand_ins):
+    pwd, grp = stand_ins
+    entry = pwd.getpwuid(os.getuid())
+    assert type(entry).__module__ == "pwd" and type(entry).__name__ == "struct_passwd"
+    assert isinstance(entry, tuple) and len(entry) == entry.n_fields == 7
+    assert (entry.n_sequence_fields, entry.n_unnamed_fields) == (7, 0)
+    assert repr(entry).startswith("pwd.struct_passwd(pw_name='alice', pw_passwd='*', pw_uid=")
+    with pytest.raises(AttributeError, match="readonly attribute"):
+        entry.pw_name = "x"
+    with pytest.raises(TypeError, match=r"takes a 7-sequence \(3-sequence given\)"):
+        pwd.struct_passwd((1, 2, 3))
+    with pytest.raises(TypeError, match="constructor requires a sequence"):
+        pwd.struct_passwd(5)
+    assert pwd.struct_passwd(range(7)).pw_shell == 6
+    group = grp.getgrgid(os.getgid())
+    assert (
+        repr(group)
+        == f"grp.struct_group(gr_name='alice', gr_passwd='*', gr_gid={os.getgid()}, gr_mem=[])"
+    )
+    if sys.version_info >= (3, 10):
+        assert type(group).__match_args__ == ("gr_name", "gr_passwd", "gr_gid", "gr_mem")
+
+
+@pytest.mark.no_sandbox
+def test_same_shape_and_messages_as_the_real_modules(stand_ins):
+    import grp as real_grp
+    import pwd as real_pwd
+
+    pwd, grp = stand_ins
+    for real, fake, struct in ((real_pwd, pwd, "struct_passwd"), (real_grp, grp, "struct_group")):
+        assert sorted(n for n in dir(fake) if not n.startswith("_")) == sorted(
+            n for n in dir(real) if not n.startswith("_")
+        )
+        assert getattr(fake, struct).__doc__ == getattr(real, struct).__doc__
+        assert getattr(fake, struct).n_fields == getattr(real, struct).n_fields
+    unknown = 1234567
+    for real, fake, function in (
+        (real_pwd, pwd, "getpwuid"),
+        (real_grp, grp, "getgrgid"),
+        (real_pwd, pwd, "getpwnam"),
+        (real_grp, grp, "getgrnam"),
+    ):
+        argument = unknown if function.endswith("id") else "ios-mp-no-such-name"
+        with pytest.raises(KeyError) as expected:
+            getattr(real, function)(argument)
+        with pytest.raises(KeyError) as got:
+            getattr(fake, function)(argument)
+        assert got.value.args == expected.value.args
+
+
+def test_pickles_through_the_installed_module(ios_sandbox, installed):
+    assert compat.install() == ("pwd", "grp")
+    import pwd
+
+    entry = pwd.getpwuid(os.getuid())
+    assert pickle.loads(pickle.dumps(entry)) == entry
+
+
+def test_install_under_the_sandbox_and_uninstall(ios_sandbox, installed):
+    assert sys.modules["pwd"] is None
+    assert compat.install() == ("pwd", "grp")
+    assert compat.install() == ("pwd", "grp")  # idempotent
+    import grp
+    import pwd
+
+    assert pwd.__ios_mp_stand_in__ and grp.__ios_mp_stand_in__
+    assert importlib.util.find_spec("pwd") is not None
+    assert getpass.getuser() == "mobile"  # no user name in the sandbox's environment
+    compat.uninstall()
+    compat.uninstall()
+    assert sys.modules["pwd"] is None and sys.modules["grp"] is None  # the sandbox's again
+    assert compat.installed() == ()
+
+
+@pytest.mark.no_sandbox
+def test_never_shadows_the_real_modules(installed):
+    import pwd
+
+    assert compat.install() == ()
+    assert sys.modules["pwd"] is pwd and not hasattr(pwd, "__ios_mp_stand_in__")
+
+
+@pytest.mark.no_sandbox
+def test_uninstall_after_the_sandbox_went_off_leaves_the_real_module(installed):
+    with sandbox.sandboxed():
+        compat.install()
+    import pwd  # the sandbox put the real one back
+
+    compat.uninstall()
+    assert sys.modules["pwd"] is pwd and not hasattr(pwd, "__ios_mp_stand_in__")
+
+
+# --- ansible-core -------------------------------------------------------------
+
+ANSIBLE = importlib.util.find_spec("ansible") is not None
+IMPORT_PLAYBOOK_CLI = textwrap.dedent(
+    """
+    import os, sys
+    if os.environ.get("WITH_COMPAT"):
+        from ios_mp.ansible import compat
+        compat.install()
+    try:
+        from ansible.cli.playbook import PlaybookCLI  # noqa: F401
+    except BaseException as exc:  # ansible.cli exits 5 on an import error
+        print("FAILED", type(exc).__name__, file=sys.__stderr__)
+        sys.exit(3)
+    print("IMPORTED", sys.modules["pwd"].__name__, file=sys.__stderr__)
+    """
+)
+
+
+@pytest.mark.no_sandbox
+@pytest.mark.skipif(not ANSIBLE, reason="ansible-core is not installed")
+@pytest.mark.parametrize("with_compat", [False, True], ids=["without-compat", "with-compat"])
+def test_playbook_cli_imports_under_the_sandbox_only_with_compat(tmp_path, with_compat):
+    script = tmp_path / "import_cli.py"
+    script.write_text(IMPORT_PLAYBOOK_CLI)
+    env = {k: v for k, v in os.environ.items() if k not in sandbox.USER_VARIABLES}
+    package_root = os.path.dirname(os.path.dirname(ios_mp.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    if with_compat:
+        env["WITH_COMPAT"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(script)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    if with_compat:
+        assert result.returncode == 0, result.stderr
+        assert "IMPORTED pwd" in result.stderr
+    else:
+        assert result.returncode == 3, result.stderr
+        assert "FAILED" in result.stderr
