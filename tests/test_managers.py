@@ -369,3 +369,52 @@ def test_pool_through_the_manager(manager):
         res = pool.apply_async(_square, (7,))
         assert res.get(timeout=10) == 49
         assert list(pool.imap(_square, range(3))) == [0, 1, 4]
+
+
+_STDLIB_MANAGER_CLIENT = """
+import sys
+import multiprocessing
+from multiprocessing.managers import BaseManager
+assert "ios_mp" not in repr(multiprocessing), multiprocessing
+
+class QueueManager(BaseManager):
+    pass
+
+QueueManager.register("get_queue")
+QueueManager.register("get_dict")
+m = QueueManager(address=("127.0.0.1", int(sys.argv[1])), authkey=b"interop")
+m.connect()
+m.get_queue().put("from stdlib")
+d = m.get_dict()
+d["pid"] = "stdlib"
+print(d.copy()["pid"])
+"""
+
+
+@pytest.mark.no_sandbox
+def test_stdlib_manager_client_talks_to_an_ios_mp_server():
+    import subprocess
+    import sys
+
+    class QueueManager(BaseManager):
+        pass
+
+    shared_q = queue.Queue()
+    shared_d = {}
+    QueueManager.register("get_queue", callable=lambda: shared_q)
+    QueueManager.register("get_dict", callable=lambda: shared_d, proxytype=managers.DictProxy)
+    m = QueueManager(address=("127.0.0.1", 0), authkey=b"interop")
+    m.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _STDLIB_MANAGER_CLIENT, str(m.address[1])],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "stdlib"
+        assert shared_q.get(timeout=5) == "from stdlib"
+        assert shared_d == {"pid": "stdlib"}
+    finally:
+        m.shutdown()
