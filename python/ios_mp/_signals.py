@@ -81,12 +81,13 @@ class _Trampoline(BaseException):
     """Sent asynchronously to a worker's thread: constructing it runs the
     worker's pending signal handlers there (see the module docstring).
 
-    What the construction returns is what the interrupted code sees raised. It
-    must be an instance of ``_Trampoline`` (CPython checks that the exception it
-    made is of the type it was sent), so an exception ``e`` a handler raised is
-    returned as a copy of ``e`` whose class derives from both ``type(e)`` and
-    ``_Trampoline``: ``except type(e)`` (and any base of it) catches it, and it
-    carries ``e``'s arguments, attributes, cause, context and traceback.
+    What the construction raises (before 3.11) or returns (3.11+) is what the
+    interrupted code sees raised. A returned exception must be an instance of
+    ``_Trampoline`` (CPython checks that the exception it made is of the type it
+    was sent), so an exception ``e`` a handler raised is returned as a copy of
+    ``e`` whose class derives from both ``type(e)`` and ``_Trampoline``:
+    ``except type(e)`` (and any base of it) catches it, and it carries ``e``'s
+    arguments, attributes, cause, context and traceback.
     """
 
     def __new__(cls, *args: Any) -> Any:
@@ -96,9 +97,22 @@ class _Trampoline(BaseException):
         try:
             _run_pending(sys._getframe(1))
         except BaseException as e:
+            if _RAISE_FROM_NEW:
+                raise
             return _as_trampoline(e)
         # The handlers returned normally: something must still be raised.
-        return SignalInterrupted(errno.EINTR, "interrupted by a signal whose handler returned")
+        exc = SignalInterrupted(errno.EINTR, "interrupted by a signal whose handler returned")
+        if _RAISE_FROM_NEW:
+            raise exc
+        return exc
+
+
+# Before 3.11 CPython makes the instance lazily, at the first enclosing handler,
+# and matches that handler's ``except`` against the type it was sent unless the
+# construction itself raised: there, raising is what works. From 3.11 on, an
+# exception raised by the construction escapes ``try`` blocks (3.11, 3.12), and
+# a returned instance of a ``_Trampoline`` subclass is raised as is.
+_RAISE_FROM_NEW = sys.version_info < (3, 11)
 
 
 class SignalInterrupted(InterruptedError, _Trampoline):
