@@ -152,11 +152,29 @@ def test_worker_killing_its_own_vpid_like_ansibles_sigterm_handler():
 
 
 def test_twenty_concurrent_workers_detach_and_exit(app_unchanged):
+    """Ansible's WorkerProcess sequence, in 20 workers at once: setsid, signal
+    handlers, /dev/null over 0-2, new sys.std*, output, alarm, os._exit."""
+    import io
+    import sys
+
+    app_streams = (sys.stdin, sys.stdout, sys.stderr)
+    seen = multiprocessing.Queue(copy=False)
+
     def body(i):
         os.setsid()
         os.setpgid(0, 0)
-        time.sleep(0.01)
-        os._exit(i % 5)
+        signal.signal(signal.SIGTERM, lambda s, f: os._exit(1))
+        signal.signal(signal.SIGINT, lambda s, f: os._exit(1))
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        sys.stdout = io.StringIO()
+        print("worker", i)
+        signal.signal(signal.SIGALRM, lambda s, f: os._exit(i % 5))
+        seen.put((i, sys.stdout.getvalue(), signal.getsignal(signal.SIGTERM) is not None))
+        signal.alarm(1)
+        time.sleep(30)  # ended by the alarm's handler
 
     ps = [multiprocessing.Process(target=body, args=(i,)) for i in range(20)]
     for p in ps:
@@ -164,6 +182,10 @@ def test_twenty_concurrent_workers_detach_and_exit(app_unchanged):
     for p in ps:
         p.join(10)
     assert [p.exitcode for p in ps] == [i % 5 for i in range(20)]
+    assert sorted(seen.get(timeout=5) for _ in range(20)) == [
+        (i, f"worker {i}\n", True) for i in range(20)
+    ]
+    assert (sys.stdin, sys.stdout, sys.stderr) == app_streams
 
 
 def test_outside_workers_the_originals_run():
