@@ -101,8 +101,8 @@ On request (keyword arguments of ``enable()``):
   is imported while it is on takes iOS-only paths that need iOS itself
   (3.13's ``webbrowser`` and ``_ios_support`` load the Objective-C runtime with
   ``ctypes`` and fail to import; ``ctypes.util.find_library()`` searches like
-  macOS; ``site``/``sysconfig`` report no user base; ``test.support`` says no
-  subprocess support). docs/ios-sandbox.md lists what was checked.
+  macOS; ``sysconfig`` looks for iOS build data it cannot find; ``test.support``
+  says no subprocess support). docs/ios-sandbox.md lists what was checked.
 
 What differs from a real iOS build
 ----------------------------------
