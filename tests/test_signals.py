@@ -341,3 +341,53 @@ def test_an_unhandled_alarm_ends_the_worker_like_sigalrm(app_signals):
     p, _ = _start(body)
     p.join(5)
     assert p.exitcode == -signal.SIGALRM
+
+
+THREADING_WAITS = {
+    "threading.Event": lambda: threading.Event().wait(20),
+    "threading.Condition": lambda: (lambda c: (c.acquire(), c.wait()))(threading.Condition()),
+    "queue.Queue": lambda: __import__("queue").Queue().get(timeout=20),
+    "threading.Semaphore": lambda: threading.Semaphore(0).acquire(),
+}
+
+
+@pytest.mark.parametrize("wait", sorted(THREADING_WAITS))
+def test_signals_and_terminate_reach_a_worker_in_threading_waits(app_signals, wait):
+    def body(q, wait, handle):
+        if handle:
+            signal.signal(signal.SIGTERM, _raise_boom)
+        q.put("ready")
+        try:
+            THREADING_WAITS[wait]()
+        except Boom:
+            q.put("handled")
+            return
+        q.put("not interrupted")
+
+    for handle in (True, False):
+        p, q = _start(body, wait, handle)
+        time.sleep(0.05)
+        p.terminate()
+        p.join(5)
+        if handle:
+            assert q.get(timeout=5) == "handled"
+            assert p.exitcode == 0
+        else:
+            assert p.exitcode == -signal.SIGTERM
+
+
+def test_threading_waits_in_a_worker_still_work_across_threads(app_signals):
+    import queue as queue_mod
+
+    def body(q):
+        inbox = queue_mod.Queue()
+        ev = threading.Event()
+        threading.Timer(0.05, lambda: (inbox.put("hi"), ev.set())).start()
+        got = inbox.get(timeout=5)
+        q.put("ready")
+        q.put((got, ev.wait(5), type(threading._allocate_lock()).__name__))
+
+    p, q = _start(body)
+    assert q.get(timeout=5) == ("hi", True, "_WaitLock")
+    p.join(5)
+    assert type(threading._allocate_lock()).__name__ == "lock"  # the app's own

@@ -23,6 +23,10 @@ call                   in a worker                                 elsewhere
                        worker started ends the whole worker
 ``time.sleep(s)``      same sleep, but ``terminate()``/``kill()``  unchanged
                        of the worker end it at once
+``threading.``         a lock whose blocking acquire is an ios_mp  unchanged
+``_allocate_lock()``   wait: terminate() and signals reach a
+                       worker in ``Condition.wait`` (``Event``,
+                       ``queue.Queue``, ``Semaphore``, ``Barrier``)
 ``os.setsid()``        no-op (the worker leads its own virtual     unchanged
                        session); ``os.getsid(0)`` is the vpid
 ``os.setpgrp()``       no-op; ``os.getpgrp()`` is the vpid         unchanged
@@ -92,6 +96,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -152,6 +157,69 @@ def _exit(n: int) -> None:
 def _sleep(seconds: float) -> None:
     if not _core._sleep(seconds):
         _original(time, "sleep")(seconds)
+
+
+# --- threading's waits ------------------------------------------------------------
+
+class _WaitLock:
+    """What ``threading._allocate_lock()`` returns in a worker: a lock whose
+    blocking ``acquire`` is an ios_mp wait, so that ``terminate()`` and signals
+    reach a worker waiting in ``threading.Condition.wait`` (and so in
+    ``Event.wait``, ``queue.Queue.get``, ``threading.Semaphore``, ``Barrier``),
+    as they reach a real process blocked there. Same API and errors as the
+    ``_thread.lock`` it stands in for (any thread may release it)."""
+
+    __slots__ = ("_sem", "__weakref__")
+
+    def __init__(self) -> None:
+        self._sem = _core.SemLock()
+        self._sem._init(_core.SEMAPHORE, 1, 1)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking:
+            if timeout != -1:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            return self._sem.acquire(False)
+        if timeout == -1:
+            return self._sem.acquire(True, None)
+        if timeout < 0:
+            raise ValueError("timeout value must be a non-negative number")
+        return self._sem.acquire(True, timeout)
+
+    acquire_lock = acquire
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def release(self) -> None:
+        if not self._sem._is_zero():
+            raise RuntimeError("release unlocked lock")
+        self._sem.release()
+
+    release_lock = release
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return self._sem._is_zero()
+
+    locked_lock = locked
+
+    def _at_fork_reinit(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        state = "locked" if self.locked() else "unlocked"
+        return f"<{state} ios_mp._virtual._WaitLock object at {id(self):#x}>"
+
+
+@_patch(threading, "_allocate_lock",
+        "a lock whose waits terminate() and signals reach (Condition.wait & co)")
+def _allocate_lock() -> Any:
+    if _core._worker_process() is None:
+        return _original(threading, "_allocate_lock")()
+    return _WaitLock()
 
 
 # --- session and process group ------------------------------------------------
