@@ -169,7 +169,7 @@ class _WaitLock:
     as they reach a real process blocked there. Same API and errors as the
     ``_thread.lock`` it stands in for (any thread may release it)."""
 
-    __slots__ = ("_sem", "__weakref__")
+    __slots__ = ("__weakref__", "_sem")
 
     def __init__(self) -> None:
         self._sem = _core.SemLock()
