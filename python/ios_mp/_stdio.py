@@ -409,6 +409,9 @@ class _Router:
         if name.startswith("_ios_mp_"):
             raise AttributeError(name)
         t = self._ios_mp_current()
+        if self._ios_mp_name == "stdin" and (t is _MISSING or t is None):
+            # input() with sys.stdin missing or None: CPython's own error.
+            raise RuntimeError("input(): lost sys.stdin")
         if t is _MISSING:
             raise RuntimeError(f"lost sys.{self._ios_mp_name}")
         return getattr(t, name)
