@@ -48,11 +48,6 @@ EXCLUSIONS: dict[str, str] = {
         "defines _on_queue_feeder_error gets stdlib's behaviour "
         "(test_queue_feeder_on_queue_feeder_error passes; tests/test_queues.py)"
     ),
-    # --- needs a part of multiprocessing ios_mp does not implement yet --------
-    "TestSyncManagerTypes.test_pool": (
-        "SyncManager.Pool() creates a multiprocessing.pool.Pool in the manager, and "
-        "ios_mp.pool.Pool is still a placeholder (remove this once it is implemented)"
-    ),
 }
 
 PER_VERSION: dict[tuple[int, int], dict[str, str]] = {
