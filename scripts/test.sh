@@ -164,6 +164,15 @@ print(passed, failed, skipped)
 PY
 }
 
+# ansible_deps 3.X: the ansible-core + paramiko the Ansible e2e suite (tests/test_ansible_e2e.py)
+# runs with: 2.19.x on 3.11, 2.20.x on 3.13 (2.21 removed paramiko_ssh); nothing elsewhere.
+ansible_deps() {
+    case "$1" in
+        3.11) echo "ansible-core>=2.19,<2.20 paramiko" ;;
+        3.13) echo "ansible-core>=2.20,<2.21 paramiko" ;;
+    esac
+}
+
 # run_version 3.X [pytest args...]: sets P F S (counts), RC (pytest's exit code, or
 # "setup" if the venv could not be prepared) and NOTE.
 run_version() {
@@ -174,7 +183,7 @@ run_version() {
     log "CPython $v ($py)"
     if ! ensure_venv "$venv" "$py" "$v" \
         || ! "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$WHEEL" \
-        || ! "$venv/bin/python" -m pip install -q "${TEST_DEPS[@]}"; then
+        || ! "$venv/bin/python" -m pip install -q "${TEST_DEPS[@]}" $(ansible_deps "$v"); then
         RC=setup F=1 NOTE="could not prepare $venv; counted as 1 failure"
         return 0
     fi

@@ -1,0 +1,311 @@
+"""Run ansible-core playbooks in-process, on ios_mp's thread-backed workers.
+
+``run_playbook()`` is the embedding API for an app (iOS, Android) that runs ansible-core
+as a controller inside its own process: it runs ``ansible.cli.playbook.PlaybookCLI(args)
+.run()`` with ios_mp installed as ``multiprocessing`` and returns a ``PlaybookResult``
+(exit code, per-host recap, the text the stdout callback printed). Stock
+``ansible-playbook`` is a one-shot process; ansible keeps per-run state in module globals,
+so this module resets it before each run (see ``reset_ansible_globals()``), which makes
+repeated calls in one process run the playbook they are given, not the first one again.
+
+What differs from running ``ansible-playbook``:
+
+* No process is created; the workers are threads of the app. Only the ``paramiko_ssh``
+  connection plugin works without ``subprocess`` (iOS); ansible-core 2.21 removed it, so
+  pin ``ansible-core<2.21`` (see docs/ansible.md).
+* ansible-core 2.19+ installs SIGINT/SIGTERM handlers in ``TaskQueueManager.__init__``:
+  unless ios_mp virtualizes ``signal.signal`` for the calling thread, call
+  ``run_playbook()`` from the main thread.
+* If ``ios_mp.ansible.compat`` exists, its ``install()`` (the ansible-specific patches)
+  is applied before the first run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+__all__ = ["CALLBACK_DIR", "PlaybookResult", "reset_ansible_globals", "run_playbook"]
+
+#: Directory of the ``ios_mp_recap`` callback plugin (structured recap). Point
+#: ``ANSIBLE_CALLBACK_PLUGINS`` at it to get the same recap from a stock run.
+CALLBACK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "callback")
+
+RECAP_FIELDS = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
+
+# Set by run_playbook for the duration of a run; called by the ios_mp_recap callback.
+_recap_sink: Callable[[dict, list], None] | None = None
+_run_lock = threading.Lock()
+
+
+@dataclass
+class PlaybookResult:
+    """Outcome of one ``run_playbook()`` call.
+
+    ``rc`` is ``ansible-playbook``'s exit code (0 ok, 2 a host failed, 4 a host was
+    unreachable, 1/4/5 errors, 99 interrupted, 250 unexpected exception). ``recap`` maps
+    each host of the PLAY RECAP to its counters (``RECAP_FIELDS``); it is empty when no
+    play ran. ``stdout``/``stderr`` hold what ansible wrote to ``sys.stdout``/``sys.stderr``
+    during the run (when ``capture=True``). ``exception`` is the exception that ended the
+    run, if any (already turned into ``rc`` the way ``ansible-playbook`` does). ``problems``
+    lists one line per failed/unreachable task result (host, task, message).
+    """
+
+    rc: int
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    exception: BaseException | None = None
+
+
+class _Tee(io.TextIOBase):
+    """Writes go to the original stream and to a buffer; everything else is delegated."""
+
+    def __init__(self, orig: Any, echo: bool) -> None:
+        self._orig = orig
+        self._echo = echo
+        self._buf = io.StringIO()
+        self._lock = threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self._lock:
+            self._buf.write(s)
+        if self._echo and self._orig is not None:
+            self._orig.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        if self._echo and self._orig is not None:
+            self._orig.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._orig.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._orig, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return getattr(self._orig, "errors", None) or "strict"
+
+    def getvalue(self) -> str:
+        with self._lock:
+            return self._buf.getvalue()
+
+
+_compat_installed = False
+
+
+def _install_compat() -> None:
+    global _compat_installed
+    if _compat_installed:
+        return
+    try:
+        from . import compat  # type: ignore[attr-defined]
+    except ImportError:
+        compat = None
+    install = getattr(compat, "install", None)
+    if install is not None:
+        install()
+    _compat_installed = True
+
+
+def reset_ansible_globals() -> list[str]:
+    """Reset the process-global state one ``PlaybookCLI.run()`` leaves behind.
+
+    Returns the names of what was reset. Without this a second run in the same process
+    re-uses the first run's CLI arguments (``GlobalCLIArgs`` is a ``Singleton``: every
+    version silently re-runs the first playbook) and, on 2.19+, fails with
+    ``VaultSecretsContext context is already initialized``. Also cleared: the display's
+    worker queue (``Display._final_q``, set by workers; a stale one would make the main
+    thread queue its own output) and ``ansible.context.CLIARGS``. ``run_playbook`` also
+    puts back the SIGINT/SIGTERM handlers that 2.19+'s ``TaskQueueManager`` leaves
+    installed.
+    """
+    done: list[str] = []
+    try:
+        from ansible import context
+        from ansible.utils.context_objects import CLIArgs, GlobalCLIArgs
+    except ImportError:
+        return done
+    if getattr(GlobalCLIArgs, "_Singleton__instance", None) is not None:
+        GlobalCLIArgs._Singleton__instance = None  # type: ignore[attr-defined]
+    done.append("ansible.utils.context_objects.GlobalCLIArgs singleton")
+    context.CLIARGS = CLIArgs({})
+    done.append("ansible.context.CLIARGS")
+    try:
+        from ansible.parsing.vault import VaultSecretsContext  # 2.19+
+    except ImportError:
+        pass
+    else:
+        VaultSecretsContext._current = None
+        done.append("ansible.parsing.vault.VaultSecretsContext._current")
+    try:
+        from ansible.utils.display import Display
+    except ImportError:
+        pass
+    else:
+        disp = Display()
+        if getattr(disp, "_final_q", None) is not None:
+            disp._final_q = None
+        done.append("ansible.utils.display.Display()._final_q")
+    return done
+
+
+def _save_signals() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(saved: Mapping[int, Any]) -> None:
+    for signum, handler in saved.items():
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+
+
+def _exit_code(exc: BaseException) -> int:
+    from ansible.errors import AnsibleError
+
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    if isinstance(exc, AnsibleError):
+        return int(getattr(exc, "_exit_code", 1) or 1)
+    if isinstance(exc, KeyboardInterrupt):
+        return 99
+    return 250
+
+
+class _Env:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self._saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        for k, v in self._env.items():
+            self._saved[k] = os.environ.get(k)
+            os.environ[k] = v
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _iter_args(
+    playbook: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> Iterator[str]:
+    if isinstance(playbook, (str, os.PathLike)):
+        yield os.fspath(playbook)
+    else:
+        for p in playbook:
+            yield os.fspath(p)
+
+
+def run_playbook(
+    playbook: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    inventory: str | os.PathLike[str] | None = None,
+    *,
+    forks: int | None = None,
+    extra_vars: Mapping[str, Any] | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    capture: bool = True,
+    echo: bool = False,
+) -> PlaybookResult:
+    """Run ``ansible-playbook [-i inventory] [-f forks] [-e extra_vars] *extra_args playbook``
+    in this process, with ios_mp as ``multiprocessing``, and return a ``PlaybookResult``.
+
+    ``env`` entries are set in ``os.environ`` for the run and restored afterwards (ansible
+    reads ``ANSIBLE_*`` plugin options from it; options ansible reads only when
+    ``ansible.constants`` is first imported keep their first value). ``capture`` collects
+    what is written to ``sys.stdout``/``sys.stderr`` during the run into the result;
+    ``echo`` also passes it on to the streams. Calls are serialized (one run at a time per
+    process: ansible's state is process-global). Unlike ``ansible-playbook`` this never
+    calls ``sys.exit``: every exception of the run becomes ``rc`` like the CLI does it.
+    """
+    global _recap_sink
+    if forks is not None and (not isinstance(forks, int) or forks < 1):
+        raise ValueError(f"forks must be a positive int, got {forks!r}")
+    args = ["ansible-playbook"]
+    if inventory is not None:
+        args += ["-i", os.fspath(inventory)]
+    if forks is not None:
+        args += ["-f", str(forks)]
+    if extra_vars:
+        import json
+
+        args += ["-e", json.dumps(dict(extra_vars))]
+    args += [str(a) for a in extra_args]
+    args += list(_iter_args(playbook))
+
+    import ios_mp  # noqa: F401  (installs ios_mp as multiprocessing)
+
+    _install_compat()
+    run_env = {"ANSIBLE_NOCOWS": "1"}
+    run_env.update(env or {})
+    with _run_lock, _Env(run_env):
+        reset_ansible_globals()
+        from ansible.cli.playbook import PlaybookCLI
+        from ansible.plugins.loader import callback_loader
+
+        callback_loader.add_directory(CALLBACK_DIR)
+        recaps: list[tuple[dict, list]] = []
+        _recap_sink = lambda recap, problems: recaps.append((recap, problems))  # noqa: E731
+        out = err = None
+        saved = sys.stdout, sys.stderr
+        if capture:
+            out, err = _Tee(saved[0], echo), _Tee(saved[1], echo)
+            sys.stdout, sys.stderr = out, err
+        # 2.19+ TaskQueueManager.__init__ installs SIGINT/SIGTERM handlers and never
+        # puts the old ones back (a CLI process just exits): restore the app's.
+        saved_signals = _save_signals()
+        t0 = time.monotonic()
+        exc: BaseException | None = None
+        try:
+            rc = PlaybookCLI(args).run()
+        except BaseException as e:
+            exc = e
+            rc = _exit_code(e)
+            if isinstance(e, (SystemExit, KeyboardInterrupt)) is False:
+                try:
+                    from ansible.utils.display import Display
+
+                    Display().error(e)
+                except Exception:
+                    pass
+        finally:
+            seconds = time.monotonic() - t0
+            if capture:
+                try:
+                    sys.stdout.flush()
+                except Exception:
+                    pass
+                sys.stdout, sys.stderr = saved
+            _recap_sink = None
+            _restore_signals(saved_signals)
+            reset_ansible_globals()
+    return PlaybookResult(
+        rc=int(rc or 0),
+        recap=recaps[-1][0] if recaps else {},
+        problems=recaps[-1][1] if recaps else [],
+        stdout=out.getvalue() if out is not None else "",
+        stderr=err.getvalue() if err is not None else "",
+        seconds=seconds,
+        exception=exc,
+    )

@@ -1,0 +1,370 @@
+"""Ansible end to end: real playbooks with real ansible-core, run in-process on ios_mp
+under the iOS sandbox over paramiko_ssh to a loopback OpenSSH server, compared with the
+same playbook run by stock ``ansible-playbook`` (fork, no sandbox) in this test run.
+
+The playbooks (tests/ansible/) assert their own results; here we compare rc and the
+per-host recap. Skipped when ansible-core or paramiko is not installed, the paramiko
+tests also when sshd cannot be started (see tests/ansible/conftest.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ansible")
+pytest.importorskip("paramiko")
+
+import ios_mp
+import ios_mp.ansible as ia
+from tests.ansible.conftest import (  # noqa: F401  (fixtures)
+    Sshd,
+    sshd_fixture,
+    unsandboxed,
+    write_inventory,
+)
+
+PB = Path(__file__).resolve().parent / "ansible"
+BIN = Path(sys.executable).parent
+ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
+ENV = {
+    "ANSIBLE_NOCOWS": "1",
+    "ANSIBLE_PARAMIKO_LOOK_FOR_KEYS": "False",
+    "ANSIBLE_PARAMIKO_RECORD_HOST_KEYS": "False",
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_LOCAL_TEMP": "/tmp/iosmp-ansible-local",
+    # getpass.getuser() (ansible.utils.display, at import) reads these before it falls
+    # back to pwd, which the faithful iOS sandbox removes. Until ios_mp.ansible.compat
+    # provides a user name, the tests give one.
+    "USER": os.environ.get("USER") or "mobile",
+    "LOGNAME": os.environ.get("LOGNAME") or os.environ.get("USER") or "mobile",
+}
+TIMINGS: dict[str, dict[str, float]] = {}
+
+pytestmark = pytest.mark.skipif(
+    not ANSIBLE_PLAYBOOK.exists(), reason=f"{ANSIBLE_PLAYBOOK} missing (pip install ansible-core)"
+)
+
+
+@pytest.fixture(scope="session")
+def inv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("inventories")
+
+
+def _inventory(inv_dir: Path, sshd: Sshd | None, hosts: int, connection: str, extra="") -> Path:
+    name = f"{connection}-{hosts}{'-x' if extra else ''}.ini"
+    p = inv_dir / name
+    if not p.exists():
+        workdir = sshd.workdir if sshd else str(inv_dir)
+        write_inventory(
+            p, hosts, connection=connection, sshd=sshd, workdir=workdir, extra_hosts=extra
+        )
+    return p
+
+
+def fork_baseline(
+    playbook: str, inventory: Path, forks: int, extra_vars: dict
+) -> tuple[int, dict, float]:
+    """Stock ansible-playbook (real fork workers) in a subprocess, sandbox off."""
+    recap_file = inventory.parent / f"recap-{uuid.uuid4().hex}.json"
+    env = dict(os.environ, **ENV, ANSIBLE_CALLBACK_PLUGINS=ia.CALLBACK_DIR)
+    env["IOS_MP_ANSIBLE_RECAP_FILE"] = str(recap_file)
+    env.pop("PYTHONPATH", None)
+    cmd = [
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        str(inventory),
+        "-f",
+        str(forks),
+        "-e",
+        json.dumps(extra_vars),
+        str(PB / playbook),
+    ]
+    t0 = time.monotonic()
+    with unsandboxed():
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    secs = time.monotonic() - t0
+    recap = json.loads(recap_file.read_text())["recap"] if recap_file.exists() else {}
+    assert recap, f"no recap from the fork run: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    fork_baseline.last_output = proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc.returncode, recap, secs
+
+
+def _compat_available() -> bool:
+    try:
+        from ios_mp.ansible import compat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _sandbox_hides(name: str) -> bool:
+    return name in sys.modules and sys.modules[name] is None
+
+
+@contextlib.contextmanager
+def _real_pwd_grp():
+    """IOS_MP_ANSIBLE_REAL_PWD=1 (diagnosis only): put the real pwd/grp back while a run
+    goes on, to see ios_mp's own behaviour before ios_mp.ansible.compat exists."""
+    hidden = [n for n in ("pwd", "grp") if _sandbox_hides(n)]
+    if not hidden or os.environ.get("IOS_MP_ANSIBLE_REAL_PWD") != "1":
+        yield
+        return
+    with unsandboxed():
+        mods = {n: importlib.import_module(n) for n in hidden}
+    for n, m in mods.items():
+        sys.modules[n] = m
+    try:
+        yield
+    finally:
+        for n in hidden:
+            sys.modules[n] = None
+
+
+def ios_run(playbook: str, inventory: Path, forks: int, extra_vars: dict) -> ia.PlaybookResult:
+    _xfail_without_compat()
+    with _real_pwd_grp():
+        return ia.run_playbook(
+            PB / playbook, inventory, forks=forks, extra_vars=extra_vars, env=ENV
+        )
+
+
+def _xfail_without_compat() -> None:
+    if (
+        _sandbox_hides("grp")
+        and not _compat_available()
+        and os.environ.get("IOS_MP_ANSIBLE_REAL_PWD") != "1"
+    ):
+        pytest.xfail(
+            "the iOS sandbox has no grp/pwd and ios_mp.ansible.compat (stand-ins) "
+            "has not landed: ansible.module_utils.basic does `import grp`"
+        )
+
+
+def compare(playbook: str, inventory: Path, forks: int, key: str, expect_rc: int | None = None):
+    _xfail_without_compat()
+    ev = {"run_id": "fork-" + uuid.uuid4().hex[:8]}
+    rc0, recap0, t_fork = fork_baseline(playbook, inventory, forks, ev)
+    if expect_rc is not None:
+        assert rc0 == expect_rc, fork_baseline.last_output
+    ev = {"run_id": "iosmp-" + uuid.uuid4().hex[:8]}
+    res = ios_run(playbook, inventory, forks, ev)
+    TIMINGS[key] = {"fork": round(t_fork, 2), "ios_mp": round(res.seconds, 2)}
+    detail = (
+        "problems:\n"
+        + "\n".join(res.problems)[:6000]
+        + f"\nios_mp stdout tail:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-2000:]}"
+    )
+    assert res.exception is None or isinstance(res.exception, SystemExit), (
+        f"{res.exception!r}\n{detail}"
+    )
+    if (res.rc, res.recap) != (rc0, recap0):
+        _xfail_known_gap(res.problems, detail)
+    assert (res.rc, res.recap) == (rc0, recap0), detail
+    return res
+
+
+# Failure signatures of ios_mp gaps documented in /work/shared/reference/ansible-hazards.md
+# (and issue 4) that ios_mp.ansible.compat is to fix: such a mismatch is an xfail that
+# names the hazard; any other mismatch fails.
+KNOWN_GAPS = [
+    (
+        "set_keepalive",
+        "hazard 10: paramiko_ssh's module-global SSH_CONNECTION_CACHE is shared "
+        "by the worker threads and closed by whichever task ends first",
+    ),
+    ("SSH session not active", "hazard 10: paramiko_ssh SSH_CONNECTION_CACHE shared by workers"),
+    (
+        "has no attribute 'ActionModule'",
+        "hazard 15: plugin loader puts a half-executed plugin "
+        "module in sys.modules; a second worker sees it",
+    ),
+    ("import of pwd halted", "the iOS sandbox has no pwd; ansible needs a stand-in (compat)"),
+    ("import of grp halted", "the iOS sandbox has no grp; ansible needs a stand-in (compat)"),
+]
+
+
+def _xfail_known_gap(problems, detail: str) -> None:
+    text = "\n".join(problems) + detail
+    for needle, why in KNOWN_GAPS:
+        if needle in text:
+            first = next((p for p in problems if needle in p), needle)
+            have = "installed" if _compat_available() else "absent"
+            pytest.xfail(f"ios_mp gap ({why}; ios_mp.ansible.compat {have}): {first[:300]}")
+
+
+CASES = [
+    # (id, playbook, hosts, forks, expected fork rc)
+    ("vars-5", "pb_vars.yml", 5, 5, 0),
+    ("loops-5", "pb_loops.yml", 5, 5, 0),
+    ("handlers-5", "pb_handlers.yml", 5, 5, 0),
+    ("hosts-5-f5", "pb_hosts.yml", 5, 5, 0),
+    ("hosts-20-f20", "pb_hosts.yml", 20, 20, 0),
+    ("misc-5", "pb_misc.yml", 5, 5, 0),
+    ("failures-5", "pb_failures.yml", 5, 5, 2),
+]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("key,playbook,hosts,forks,rc", CASES, ids=[c[0] for c in CASES])
+def test_paramiko_in_process_matches_fork(sshd, inv_dir, key, playbook, hosts, forks, rc):
+    inv = _inventory(inv_dir, sshd, hosts, "paramiko_ssh")
+    compare(playbook, inv, forks, key, expect_rc=rc)
+
+
+@pytest.mark.timeout(300)
+def test_paramiko_unreachable_host(sshd, inv_dir):
+    dead = "dead ansible_host=127.0.0.1 ansible_port=1 host_index=99"
+    inv = _inventory(inv_dir, sshd, 3, "paramiko_ssh", extra=dead)
+    res = compare("pb_unreachable.yml", inv, 3, "unreachable-3", expect_rc=4)
+    assert res.recap["dead"]["unreachable"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_paramiko_task_timeout(sshd, inv_dir):
+    inv = _inventory(inv_dir, sshd, 2, "paramiko_ssh")
+    try:
+        compare("pb_timeout.yml", inv, 2, "timeout-2", expect_rc=0)
+    except AssertionError as e:
+        pytest.xfail(f"per-worker SIGALRM delivery not landed: {str(e)[:3000]}")
+
+
+@pytest.mark.no_sandbox
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("playbook", ["pb_vars.yml", "pb_handlers.yml"])
+def test_local_in_process_matches_fork(inv_dir, playbook):
+    inv = _inventory(inv_dir, None, 5, "local")
+    compare(playbook, inv, 5, f"local-{playbook}", expect_rc=0)
+
+
+@pytest.mark.no_sandbox
+@pytest.mark.timeout(300)
+def test_python_m_ios_mp_sandbox_cli(sshd, inv_dir):
+    inv = _inventory(inv_dir, sshd, 5, "paramiko_ssh")
+    ev = {"run_id": "fork-" + uuid.uuid4().hex[:8]}
+    rc0, recap0, _ = fork_baseline("pb_hosts.yml", inv, 5, ev)
+    recap_file = inv_dir / f"recap-{uuid.uuid4().hex}.json"
+    env = dict(
+        os.environ,
+        **ENV,
+        ANSIBLE_CALLBACK_PLUGINS=ia.CALLBACK_DIR,
+        IOS_MP_ANSIBLE_RECAP_FILE=str(recap_file),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "ios_mp",
+        "--sandbox",
+        "ios",
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        str(inv),
+        "-f",
+        "5",
+        "-e",
+        json.dumps({"run_id": "cli-" + uuid.uuid4().hex[:8]}),
+        str(PB / "pb_hosts.yml"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
+    recap = json.loads(recap_file.read_text())["recap"] if recap_file.exists() else {}
+    if (proc.returncode, recap) != (rc0, recap0):
+        _xfail_known_gap([], proc.stdout[-4000:] + proc.stderr[-3000:])
+    assert (proc.returncode, recap) == (rc0, recap0), proc.stdout[-4000:] + proc.stderr[-3000:]
+
+
+def _app_state():
+    fds = {}
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            fds[fd] = (st.st_ino, st.st_dev)
+        except OSError as e:
+            fds[fd] = repr(e)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    return fds, (id(sys.stdin), id(sys.stdout), id(sys.stderr)), handlers
+
+
+@pytest.mark.timeout(300)
+def test_host_app_survives_and_runs_repeat(sshd, inv_dir):
+    inv = _inventory(inv_dir, sshd, 5, "paramiko_ssh")
+    before = _app_state()
+    threads_before = set(threading.enumerate())
+    r1 = ios_run("pb_failures.yml", inv, 5, {"run_id": "a"})
+    r2 = ios_run("pb_vars.yml", inv, 5, {"run_id": "b"})
+    r3 = ios_run("pb_failures.yml", inv, 5, {"run_id": "c"})
+    for r in (r1, r2, r3):
+        if r.problems and any("h02 [h02 fails]" not in p for p in r.problems):
+            _xfail_known_gap(r.problems, r.stdout[-2000:])
+    # a second run runs the playbook it is given (not the first one again)
+    assert r1.rc == 2 and r1.recap["h02"]["failed"] == 1
+    assert r2.rc == 0 and all(v["failed"] == 0 for v in r2.recap.values()), r2.stdout[-3000:]
+    assert r2.recap["h01"]["ok"] == 4
+    assert (r3.rc, r3.recap) == (r1.rc, r1.recap)
+    assert _app_state() == before
+    assert ios_mp.active_children() == []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [
+            t
+            for t in set(threading.enumerate()) - threads_before
+            if t.is_alive() and not t.name.startswith(("paramiko", "Thread-"))
+        ]
+        if not left:
+            break
+        time.sleep(0.05)
+    assert not left, left
+
+
+@pytest.mark.timeout(300)
+def test_stdout_callback_output_not_swallowed(sshd, inv_dir):
+    inv = _inventory(inv_dir, sshd, 2, "paramiko_ssh")
+    res = ios_run("pb_vars.yml", inv, 2, {"run_id": "o"})
+    assert res.rc == 0
+    for task in (
+        "show the group var",
+        "per-host fact from inventory_hostname",
+        "group vars survive a second task",
+    ):
+        if f"TASK [{task}]" not in res.stdout:
+            pytest.xfail(
+                "output after the first task header is lost (hazard 3: Display._final_q "
+                "is process-global; needs ios_mp.ansible.compat)"
+            )
+    assert "PLAY RECAP" in res.stdout
+
+
+@pytest.mark.skipif(
+    os.environ.get("IOS_MP_ANSIBLE_RELIABILITY") != "1",
+    reason="set IOS_MP_ANSIBLE_RELIABILITY=1 (20 runs of the 20-host playbook)",
+)
+@pytest.mark.timeout(1800)
+def test_reliability_20_hosts_20_times(sshd, inv_dir):
+    inv = _inventory(inv_dir, sshd, 20, "paramiko_ssh")
+    rc0, recap0, _ = fork_baseline("pb_hosts.yml", inv, 20, {"run_id": "rel-fork"})
+    times, bad = [], []
+    for i in range(20):
+        r = ios_run("pb_hosts.yml", inv, 20, {"run_id": f"rel-{i}-{uuid.uuid4().hex[:6]}"})
+        times.append(r.seconds)
+        if (r.rc, r.recap) != (rc0, recap0):
+            bad.append((i, r.rc, r.stdout[-2000:]))
+    print(f"reliability: 20 runs, total {sum(times):.1f}s, max {max(times):.1f}s")
+    assert not bad, bad
+
+
+def test_timings_report():
+    """Not a check: prints ios_mp vs fork wall time of the runs above (pytest -s)."""
+    for k, v in TIMINGS.items():
+        print(f"{k}: {v}")
