@@ -226,3 +226,17 @@ def test_many_producers_nothing_lost():
     for p in ps:
         p.join(5)
     assert got == sorted((i, j) for i in range(n) for j in range(k))
+
+
+@pytest.mark.timeout(60)
+def test_concurrent_futures_process_pool_executor_runs_on_ios_mp():
+    # Stock ProcessPoolExecutor waits on result_queue._reader with connection.wait.
+    import concurrent.futures
+
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as ex:
+        assert list(ex.map(abs, [-1, -2, 3])) == [1, 2, 3]
+        fut = ex.submit(divmod, 7, 0)
+        with pytest.raises(ZeroDivisionError):
+            fut.result(timeout=10)
+        assert ex.submit(pow, 2, 10).result(timeout=10) == 1024
+    assert multiprocessing.active_children() == []

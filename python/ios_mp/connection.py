@@ -354,12 +354,13 @@ def wait(object_list, timeout: float | None = None) -> list:
     """Wait until one or more of ``object_list`` is ready (stdlib semantics).
 
     Process sentinels and objects with ``fileno()`` are waited on with
-    ``select``; Connections are polled in short slices (a later version waits on
-    them natively).
+    ``select``; Connections (and queues' ``_reader``) are polled in short slices
+    (a later version waits on them natively).
     """
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    conns = [o for o in object_list if isinstance(o, Connection)]
-    others = [o for o in object_list if not isinstance(o, Connection)]
+    conns = [o for o in object_list
+             if isinstance(o, Connection) or getattr(o, "_ios_mp_pollable", False)]
+    others = [o for o in object_list if o not in conns]
     with selectors.DefaultSelector() as sel:
         for o in others:
             sel.register(o, selectors.EVENT_READ)

@@ -43,6 +43,37 @@ def _report_feeder_error(queue, exc: BaseException, obj) -> None:
         queue._on_queue_feeder_error(e, obj)
 
 
+class _Reader:
+    """``queue._reader``: the receiving end stdlib code reaches into (stdlib's
+    queues are a pipe). ``concurrent.futures.ProcessPoolExecutor`` passes
+    ``result_queue._reader`` to ``connection.wait()`` and then calls ``recv()``
+    on it; ``connection.wait()`` polls this object as it polls Connections."""
+
+    __slots__ = ("_queue",)
+    _ios_mp_pollable = True
+
+    def __init__(self, queue) -> None:
+        self._queue = queue
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        if not self._queue.empty():
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        from .connection import wait
+
+        return bool(wait([self], timeout))
+
+    def recv(self):
+        return self._queue.get()
+
+    def close(self) -> None:
+        pass  # the queue itself is closed with close()
+
+    def fileno(self) -> int:
+        raise OSError("an ios_mp queue has no file descriptor")
+
+
 class Queue(_Base):
     def __init__(self, maxsize: int = 0, *, ctx=None, copy: bool | None = None) -> None:
         self._init(maxsize, copy)
@@ -61,6 +92,10 @@ class Queue(_Base):
     @property
     def _closed(self) -> bool:
         return self._is_closed()
+
+    @property
+    def _reader(self) -> _Reader:
+        return _Reader(self)
 
 
 class JoinableQueue(Queue):
@@ -83,3 +118,7 @@ class SimpleQueue(_Base):
     @property
     def _closed(self) -> bool:
         return self._is_closed()
+
+    @property
+    def _reader(self) -> _Reader:
+        return _Reader(self)
