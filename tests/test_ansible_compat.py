@@ -240,3 +240,67 @@ def test_playbook_cli_imports_under_the_sandbox_only_with_compat(tmp_path, with_
     else:
         assert result.returncode == 3, result.stderr
         assert "FAILED" in result.stderr
+
+
+# --- per-worker connection caches (hazard 10) ------------------------------------------
+
+
+class _Client:
+    def __init__(self, name):
+        self.name = name
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_per_worker_cache_gives_each_worker_its_own_copy():
+    import multiprocessing
+
+    cache = compat.PerWorkerCache({"app": 1})
+    left_open = _Client("left open")
+    out = multiprocessing.Queue(copy=False)
+
+    def body(i):
+        empty_at_start = dict(cache)
+        cache["127.0.0.1__u__"] = _Client(i)
+        if i == 0:
+            cache["other"] = left_open  # still in the cache when the worker exits
+        out.put((i, empty_at_start, cache["127.0.0.1__u__"].name, len(cache)))
+        if i != 0:
+            cache.pop("127.0.0.1__u__").close()
+
+    ps = [multiprocessing.Process(target=body, args=(i,)) for i in range(3)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(10)
+    got = sorted(out.get(timeout=5) for _ in ps)
+    assert got == [(0, {}, 0, 2), (1, {}, 1, 1), (2, {}, 2, 1)]
+    assert dict(cache) == {"app": 1}  # the app's copy, untouched
+    assert left_open.closed  # closed when its worker exited
+    assert cache in {cache} and cache != compat.PerWorkerCache({"app": 1})  # by identity
+
+
+def test_install_isolates_paramiko_caches_of_plugins_loaded_later(monkeypatch):
+    import types
+
+    loader_module = types.ModuleType("ansible.plugins.loader")
+
+    class PluginLoader:
+        def _load_module_source(self, *, python_module_name, path):
+            m = types.ModuleType(python_module_name)
+            m.SSH_CONNECTION_CACHE = {}
+            m.SFTP_CONNECTION_CACHE = {}
+            m.OTHER = {}
+            return m
+
+    loader_module.PluginLoader = PluginLoader
+    monkeypatch.setitem(sys.modules, "ansible.plugins.loader", loader_module)
+    compat.install()
+    m = PluginLoader()._load_module_source(python_module_name="x.paramiko_ssh", path="p")
+    assert isinstance(m.SSH_CONNECTION_CACHE, compat.PerWorkerCache)
+    assert isinstance(m.SFTP_CONNECTION_CACHE, compat.PerWorkerCache)
+    assert type(m.OTHER) is dict
+    compat.install()  # idempotent: not wrapped twice
+    assert not hasattr(PluginLoader._load_module_source.__wrapped__, "__wrapped__")

@@ -59,6 +59,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _compat_taken_out_afterwards():
+    """run_playbook() installs ios_mp.ansible.compat for good, as an app would;
+    the rest of the test session must see the plain sandbox again. Modules first
+    imported during the runs bound its pwd/grp stand-ins (tarfile, shutil...):
+    they get what they would have got in the sandbox, None."""
+    yield
+    try:
+        from ios_mp.ansible import compat
+    except ImportError:
+        return
+    stand_ins = [sys.modules.get(n) for n in compat.installed()]
+    compat.uninstall()
+    for module in list(sys.modules.values()):
+        for name in ("pwd", "grp"):
+            if module is not None and any(getattr(module, name, None) is s for s in stand_ins):
+                with contextlib.suppress(Exception):
+                    setattr(module, name, None)
+
+
 @pytest.fixture(scope="session")
 def inv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("inventories")
@@ -164,6 +184,8 @@ def compare(playbook: str, inventory: Path, forks: int, key: str, expect_rc: int
     res = ios_run(playbook, inventory, forks, ev)
     TIMINGS[key] = {"fork": round(t_fork, 2), "ios_mp": round(res.seconds, 2)}
     detail = (
+        f"fork: rc {rc0} {json.dumps(recap0, sort_keys=True)}\n"
+        f"ios_mp: rc {res.rc} {json.dumps(res.recap, sort_keys=True)}\n"
         "problems:\n"
         + "\n".join(res.problems)[:6000]
         + f"\nios_mp stdout tail:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-2000:]}"

@@ -21,7 +21,9 @@ options. Then, in this order:
    off by default, see ``ios_mp.sandbox``);
 2. ``ios_mp.install()`` installs ios_mp as ``multiprocessing``; with
    ``--no-install`` it is uninstalled again (importing ios_mp installs it), so
-   the program gets the stdlib ``multiprocessing``;
+   the program gets the stdlib ``multiprocessing``. For one of ansible-core's
+   programs (``ansible-playbook``, ``-m ansible...``, a script ``ansible*``),
+   ``ios_mp.ansible.compat.install()`` runs too;
 3. the program runs the way the interpreter would run it:
 
    * ``script`` (an existing file, directory or zip file):
@@ -291,6 +293,12 @@ def _run(command: _Command) -> int:
     return _run_script(path, args)
 
 
+def _is_ansible(command: _Command) -> bool:
+    """Whether the program is one of ansible-core's (``ansible-playbook``,
+    ``-m ansible``, a script named ``ansible*``)."""
+    return os.path.basename(command.program).split(".")[0].startswith("ansible")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``python -m ios_mp`` with *argv* (default ``sys.argv[1:]``); return the exit status."""
     if argv is None:
@@ -312,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     # program sees the stdlib multiprocessing (useful to compare behaviours).
     if command.install:
         package.install()
+        if _is_ansible(command):
+            # ansible-core's controller needs ios_mp.ansible.compat on iOS.
+            from .ansible import compat
+
+            compat.install()
     else:
         package.uninstall()
     try:

@@ -50,6 +50,23 @@ entry, the app's own user:
   ``__match_args__``, the real ``repr`` and pickling, built from a sequence of the
   right length like the real struct sequences.
 
+Per-worker connection caches (hazard 10)
+----------------------------------------
+``paramiko_ssh`` (and 2.19's copy ``_paramiko_ssh``) keeps its clients in the
+module globals ``SSH_CONNECTION_CACHE``/``SFTP_CONNECTION_CACHE``, keyed by
+address and user only, and ``close()`` at the end of every task pops the key and
+closes the client. With forked workers each worker has its own copy of these
+dicts; with ios_mp's workers all share one, so hosts with the same address and
+user (inventory aliases, one bastion) share one client, which the first task to
+finish closes under the others (``Failed to open session: 'NoneType' object has
+no attribute 'set_keepalive'``). ``install()`` makes ansible's plugin loader
+(``PluginLoader._load_module_source``, 2.16+) replace those two dicts, in every
+plugin module it loads that has them, by a ``PerWorkerCache``: a mapping each
+ios_mp worker sees its own (empty at start) copy of, as after a fork, and
+whose clients still open when the worker exits are closed then. The app's own
+threads share the app's copy. It is applied whether or not ansible is already
+imported (a post-import hook on ``ansible.plugins.loader`` otherwise).
+
 The stand-ins are never installed over a real module: ``install()`` first tries
 the real import. ``uninstall()`` puts back what ``sys.modules`` had (``None``
 under ``ios_mp.sandbox``), but only while the entry is still the stand-in.
@@ -58,16 +75,20 @@ under ``ios_mp.sandbox``), but only while the entry is still the stand-in.
 from __future__ import annotations
 
 import builtins
+import collections.abc
+import functools
 import importlib
+import importlib.abc
 import importlib.machinery
 import operator
 import os
 import sys
 import threading
 import types
+import weakref
 from typing import Any, Callable
 
-__all__ = ["DEFAULT_USER", "STAND_INS", "install", "installed", "uninstall"]
+__all__ = ["DEFAULT_USER", "STAND_INS", "PerWorkerCache", "install", "installed", "uninstall"]
 
 #: The user name of the stand-in entry when the environment names none.
 DEFAULT_USER = "mobile"
@@ -384,6 +405,140 @@ _FACTORIES: dict[str, Callable[[], types.ModuleType]] = {"pwd": _make_pwd, "grp"
 # --- install / uninstall ---------------------------------------------------------
 
 
+# --- per-worker connection caches (hazard 10) ----------------------------------------
+
+_CACHE_GLOBALS = ("SSH_CONNECTION_CACHE", "SFTP_CONNECTION_CACHE")
+_caches: weakref.WeakSet = weakref.WeakSet()
+
+
+class PerWorkerCache(collections.abc.MutableMapping):
+    """A module-global dict of which each ios_mp worker sees its own copy.
+
+    The app (its main thread and its own threads) has one copy; each worker
+    starts with an empty one (its clients are its own, as in a forked child)
+    shared by the worker's threads. When a worker exits, the values left in
+    its copy that have a ``close()`` are closed (a real process's sockets close
+    when it dies)."""
+
+    # Compared and hashed by identity, as a module global (Mapping would make it
+    # unhashable; something on ansible's plugin path hashes module globals).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __init__(self, initial: Any = ()) -> None:
+        self._maps: dict[int, dict[Any, Any]] = {0: dict(initial)}
+        _caches.add(self)
+
+    def _map(self) -> dict[Any, Any]:
+        from .. import _core
+
+        key = _core._process_key()
+        m = self._maps.get(key)
+        if m is None:
+            m = self._maps.setdefault(key, {})
+        return m
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._map()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._map()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._map()[key]
+
+    def __iter__(self) -> Any:
+        return iter(list(self._map()))
+
+    def __len__(self) -> int:
+        return len(self._map())
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._map()
+
+    def __repr__(self) -> str:
+        return f"<ios_mp PerWorkerCache {self._map()!r}>"
+
+    def _worker_exited(self, vpid: int) -> None:
+        for value in self._maps.pop(vpid, {}).values():
+            close = getattr(value, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # already closed, or its transport is gone
+                    pass
+
+
+def _close_worker_caches(proc: Any) -> None:
+    for cache in list(_caches):
+        cache._worker_exited(proc.pid)
+
+
+def _isolate_caches(module: Any) -> None:
+    for name in _CACHE_GLOBALS:
+        value = getattr(module, name, None)
+        if type(value) is dict:
+            setattr(module, name, PerWorkerCache(value))
+
+
+def _patch_plugin_loader(loader_module: Any) -> None:
+    cls = getattr(loader_module, "PluginLoader", None)
+    original = getattr(cls, "_load_module_source", None)
+    if original is None or getattr(original, "__ios_mp_patched__", False):
+        return
+
+    @functools.wraps(original)
+    def _load_module_source(self: Any, *args: Any, **kwargs: Any) -> Any:
+        module = original(self, *args, **kwargs)
+        _isolate_caches(module)
+        return module
+
+    _load_module_source.__ios_mp_patched__ = True  # type: ignore[attr-defined]
+    cls._load_module_source = _load_module_source
+
+
+class _AfterLoaderImport(importlib.abc.MetaPathFinder):
+    """Patches ``ansible.plugins.loader`` right after it is imported."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "ansible.plugins.loader":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                break
+        else:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def exec_and_patch(module: Any) -> None:
+            exec_module(module)
+            _patch_plugin_loader(module)
+
+        spec.loader.exec_module = exec_and_patch  # type: ignore[method-assign]
+        return spec
+
+
+_after_import = _AfterLoaderImport()
+
+
+def _install_cache_isolation() -> None:
+    from .. import process
+
+    if _close_worker_caches not in process._exit_hooks:
+        process._exit_hooks.append(_close_worker_caches)
+    loader = sys.modules.get("ansible.plugins.loader")
+    if loader is not None:
+        _patch_plugin_loader(loader)
+    elif _after_import not in sys.meta_path:
+        sys.meta_path.insert(0, _after_import)
+    for name, module in list(sys.modules.items()):
+        if name.endswith("paramiko_ssh") and module is not None:
+            _isolate_caches(module)
+
+
 def _is_stand_in(module: Any) -> bool:
     return getattr(module, "__ios_mp_stand_in__", False) is True
 
@@ -410,6 +565,7 @@ def install() -> tuple[str, ...]:
                 stand_in = _FACTORIES[name]()
                 _installed[name] = (current, stand_in)
                 sys.modules[name] = stand_in
+        _install_cache_isolation()
         return installed()
 
 
