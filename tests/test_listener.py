@@ -202,3 +202,25 @@ def _socketpair():
 
     s1, s2 = socket.socketpair()
     return connection.SocketConnection(s1.detach()), connection.SocketConnection(s2.detach())
+
+
+@pytest.mark.timeout(30)
+def test_send_bytes_slices_and_errors_as_stdlib_for_pipes():
+    import array
+
+    import ios_mp
+
+    a, b = ios_mp.Pipe()
+    a.send_bytes(b"abcdef", 2, 3)
+    assert b.recv_bytes() == b"cde"
+    a.send_bytes(array.array("i", [1, 2, 3]), 4)  # offsets count bytes
+    assert len(b.recv_bytes()) == 8
+    cases = [
+        ((-1,), "offset is negative"),
+        ((10,), "buffer length < offset$"),
+        ((0, -1), "size is negative"),
+        ((2, 10), r"buffer length < offset \+ size"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            a.send_bytes(b"abc", *args)

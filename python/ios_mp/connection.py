@@ -59,6 +59,25 @@ _held: dict[int, weakref.WeakSet] = {}
 _live: weakref.WeakSet = weakref.WeakSet()
 
 
+def _byte_slice(buf, offset: int, size: int | None) -> memoryview:
+    """``buf[offset:offset + size]`` as bytes, checked as stdlib's ``send_bytes`` does."""
+    m = memoryview(buf)
+    if m.itemsize > 1:
+        m = m.cast("B")
+    n = m.nbytes
+    if offset < 0:
+        raise ValueError("offset is negative")
+    if n < offset:
+        raise ValueError("buffer length < offset")
+    if size is None:
+        size = n - offset
+    elif size < 0:
+        raise ValueError("size is negative")
+    elif offset + size > n:
+        raise ValueError("buffer length < offset + size")
+    return m[offset : offset + size]
+
+
 class _Channel(_core._QueueBase):
     """The messages of one direction of a Pipe."""
 
@@ -184,22 +203,9 @@ class Connection:
     def send_bytes(self, buf, offset: int = 0, size: int | None = None) -> None:
         self._check_closed()
         self._check_writable()
-        m = memoryview(buf)
-        if m.itemsize > 1:
-            m = m.cast("B")
-        n = m.nbytes
-        if offset < 0:
-            raise ValueError("offset is negative")
-        if n < offset:
-            raise ValueError("buffer length < offset")
-        if size is None:
-            size = n - offset
-        elif size < 0:
-            raise ValueError("size is negative")
-        elif offset + size > n:
-            raise ValueError("buffer length < offset + size")
+        m = _byte_slice(buf, offset, size)
         self._check_peer_reads()
-        self._outbox._put(bytes(m[offset : offset + size]))
+        self._outbox._put(bytes(m))
 
     def send(self, obj) -> None:
         self._check_closed()
@@ -508,21 +514,7 @@ class _SocketConnectionBase:
     def send_bytes(self, buf, offset: int = 0, size: int | None = None) -> None:
         self._check_closed()
         self._check_writable()
-        m = memoryview(buf)
-        if m.itemsize > 1:
-            m = m.cast("B")
-        n = m.nbytes
-        if offset < 0:
-            raise ValueError("offset is negative")
-        if n < offset:
-            raise ValueError("buffer length < offset")
-        if size is None:
-            size = n - offset
-        elif size < 0:
-            raise ValueError("size is negative")
-        elif offset + size > n:
-            raise ValueError("buffer length < offset + size")
-        self._send_bytes(m[offset : offset + size])
+        self._send_bytes(_byte_slice(buf, offset, size))
 
     def send(self, obj) -> None:
         self._check_closed()
