@@ -351,6 +351,36 @@ def test_host_app_survives_and_runs_repeat(sshd, inv_dir):
 
 
 @pytest.mark.timeout(300)
+def test_ctrl_c_during_a_long_task_stops_the_run(sshd, inv_dir):
+    """SIGINT to the app while workers run a 60 s remote command: the run ends
+    with ansible's interrupted result (rc 99) within 5 s, no worker remains,
+    the app's handlers are back, and the next run works."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread (SIGINT is handled there)")
+    inv = _inventory(inv_dir, sshd, 3, "paramiko_ssh")
+    before = _app_state()
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        res = ios_run("pb_long.yml", inv, 3, {"run_id": "ctrl-c"})
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped run_playbook")
+    finally:
+        timer.cancel()
+    took = time.monotonic() - t0
+    assert res.rc == 99, (res.rc, res.stdout[-2000:], res.stderr[-2000:])
+    assert took < 3.0 + 5.0, took
+    deadline = time.monotonic() + 5
+    while ios_mp.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ios_mp.active_children() == []
+    assert _app_state() == before
+    again = ios_run("pb_vars.yml", inv, 3, {"run_id": "after-ctrl-c"})
+    assert again.rc == 0, again.stdout[-2000:]
+
+
+@pytest.mark.timeout(300)
 def test_stdout_callback_output_not_swallowed(sshd, inv_dir):
     inv = _inventory(inv_dir, sshd, 2, "paramiko_ssh")
     res = ios_run("pb_vars.yml", inv, 2, {"run_id": "o"})
