@@ -304,3 +304,38 @@ def test_install_isolates_paramiko_caches_of_plugins_loaded_later(monkeypatch):
     assert type(m.OTHER) is dict
     compat.install()  # idempotent: not wrapped twice
     assert not hasattr(PluginLoader._load_module_source.__wrapped__, "__wrapped__")
+
+
+def test_display_final_q_is_per_worker():
+    import multiprocessing
+    import types
+
+    display_module = types.ModuleType("ansible.utils.display")
+
+    class Display:
+        def __init__(self):
+            self._final_q = None
+
+        def set_queue(self, q):
+            self._final_q = q
+
+    display_module.Display = Display
+    d = Display()
+    compat._patch_display(display_module)
+    compat._patch_display(display_module)  # idempotent
+    assert isinstance(Display.__dict__["_final_q"], compat.PerWorkerAttribute)
+    seen = multiprocessing.Queue(copy=False)
+
+    def body(i):
+        before = d._final_q
+        d.set_queue(f"queue-{i}")
+        seen.put((i, before, d._final_q))
+
+    ps = [multiprocessing.Process(target=body, args=(i,)) for i in range(3)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(10)
+    assert sorted(seen.get(timeout=5) for _ in ps) == [(i, None, f"queue-{i}") for i in range(3)]
+    assert d._final_q is None  # the app's display still writes itself
+    assert not any(k[1] != 0 for k in Display.__dict__["_final_q"]._values)  # forgotten at exit

@@ -472,6 +472,8 @@ class PerWorkerCache(collections.abc.MutableMapping):
 def _close_worker_caches(proc: Any) -> None:
     for cache in list(_caches):
         cache._worker_exited(proc.pid)
+    for attr in _attributes:
+        attr._worker_exited(proc.pid)
 
 
 def _isolate_caches(module: Any) -> None:
@@ -497,11 +499,72 @@ def _patch_plugin_loader(loader_module: Any) -> None:
     cls._load_module_source = _load_module_source
 
 
+class PerWorkerAttribute:
+    """A data descriptor: an attribute of which each ios_mp worker has its own
+    value (``default`` until it sets one), as each forked worker has its own
+    copy of an object. The app's threads share the app's value."""
+
+    def __init__(self, name: str, default: Any = None) -> None:
+        self.name = name
+        self.default = default
+        self._values: dict[tuple[int, int], Any] = {}  # (id(obj), process key)
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        from .. import _core
+
+        return self._values.get((id(obj), _core._process_key()), self.default)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        from .. import _core
+
+        self._values[(id(obj), _core._process_key())] = value
+
+    def __delete__(self, obj: Any) -> None:
+        from .. import _core
+
+        self._values.pop((id(obj), _core._process_key()), None)
+
+    def _worker_exited(self, vpid: int) -> None:
+        for key in [k for k in self._values if k[1] == vpid]:
+            del self._values[key]
+
+
+_attributes: list[PerWorkerAttribute] = []
+
+
+def _patch_display(display_module: Any) -> None:
+    """``Display._final_q`` per worker (hazard 3): ansible's worker calls
+    ``display.set_queue(final_q)`` on the process-wide ``Display`` singleton, so
+    that, in the worker, output goes to the controller through the queue. With
+    threads, that switched the *app's* display to the queue too, and every line
+    after the first task was lost. Each worker now has its own ``_final_q``."""
+    cls = getattr(display_module, "Display", None)
+    if cls is None or isinstance(cls.__dict__.get("_final_q"), PerWorkerAttribute):
+        return
+    attr = PerWorkerAttribute("_final_q")
+    # Instances made before the patch keep their value as the app's.
+    singleton = getattr(cls, "_Singleton__instance", None)  # ansible's Singleton metaclass
+    for obj in [singleton] if singleton is not None else []:
+        if "_final_q" in vars(obj):
+            attr._values[(id(obj), 0)] = vars(obj).pop("_final_q")
+    cls._final_q = attr
+    _attributes.append(attr)
+
+
+_AFTER_IMPORT = {
+    "ansible.plugins.loader": lambda m: _patch_plugin_loader(m),
+    "ansible.utils.display": lambda m: _patch_display(m),
+}
+
+
 class _AfterLoaderImport(importlib.abc.MetaPathFinder):
-    """Patches ``ansible.plugins.loader`` right after it is imported."""
+    """Patches ansible's modules of ``_AFTER_IMPORT`` right after they are imported."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "ansible.plugins.loader":
+        patch = _AFTER_IMPORT.get(name)
+        if patch is None:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -515,7 +578,7 @@ class _AfterLoaderImport(importlib.abc.MetaPathFinder):
 
         def exec_and_patch(module: Any) -> None:
             exec_module(module)
-            _patch_plugin_loader(module)
+            patch(module)
 
         spec.loader.exec_module = exec_and_patch  # type: ignore[method-assign]
         return spec
@@ -529,10 +592,14 @@ def _install_cache_isolation() -> None:
 
     if _close_worker_caches not in process._exit_hooks:
         process._exit_hooks.append(_close_worker_caches)
-    loader = sys.modules.get("ansible.plugins.loader")
-    if loader is not None:
-        _patch_plugin_loader(loader)
-    elif _after_import not in sys.meta_path:
+    pending = False
+    for name, patch in _AFTER_IMPORT.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+        else:
+            pending = True
+    if pending and _after_import not in sys.meta_path:
         sys.meta_path.insert(0, _after_import)
     for name, module in list(sys.modules.items()):
         if name.endswith("paramiko_ssh") and module is not None:
