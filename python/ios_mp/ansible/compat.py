@@ -551,6 +551,7 @@ def _patch_display(display_module: Any) -> None:
             attr._values[(id(obj), 0)] = vars(obj).pop("_final_q")
     cls._final_q = attr
     _attributes.append(attr)
+    _ensure_exit_hook()
 
 
 _AFTER_IMPORT = {
@@ -587,11 +588,15 @@ class _AfterLoaderImport(importlib.abc.MetaPathFinder):
 _after_import = _AfterLoaderImport()
 
 
-def _install_cache_isolation() -> None:
+def _ensure_exit_hook() -> None:
     from .. import process
 
     if _close_worker_caches not in process._exit_hooks:
         process._exit_hooks.append(_close_worker_caches)
+
+
+def _install_cache_isolation() -> None:
+    _ensure_exit_hook()
     pending = False
     for name, patch in _AFTER_IMPORT.items():
         module = sys.modules.get(name)
