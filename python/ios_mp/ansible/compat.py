@@ -67,6 +67,15 @@ whose clients still open when the worker exits are closed then. The app's own
 threads share the app's copy. It is applied whether or not ansible is already
 imported (a post-import hook on ``ansible.plugins.loader`` otherwise).
 
+Per-worker ``Display._final_q`` (hazard 3)
+------------------------------------------
+ansible's worker calls ``display.set_queue(final_q)`` on the process-wide
+``Display`` singleton so that, in the worker, output goes to the controller
+through the queue. With threads that switched the app's display to the queue
+too, and all output after the first task header was lost. ``install()`` makes
+``Display._final_q`` a ``PerWorkerAttribute``: each worker has its own value,
+the app keeps ``None``.
+
 The stand-ins are never installed over a real module: ``install()`` first tries
 the real import. ``uninstall()`` puts back what ``sys.modules`` had (``None``
 under ``ios_mp.sandbox``), but only while the entry is still the stand-in.
