@@ -70,11 +70,10 @@ def _compat_taken_out_afterwards():
         from ios_mp.ansible import compat
     except ImportError:
         return
-    stand_ins = [sys.modules.get(n) for n in compat.installed()]
     compat.uninstall()
     for module in list(sys.modules.values()):
         for name in ("pwd", "grp"):
-            if module is not None and any(getattr(module, name, None) is s for s in stand_ins):
+            if module is not None and compat._is_stand_in(getattr(module, name, None)):
                 with contextlib.suppress(Exception):
                     setattr(module, name, None)
 

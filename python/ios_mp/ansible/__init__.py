@@ -153,6 +153,16 @@ def reset_ansible_globals() -> list[str]:
         VaultSecretsContext._current = None
         done.append("ansible.parsing.vault.VaultSecretsContext._current")
     try:
+        from ansible.utils import vars as ansible_vars
+    except ImportError:
+        pass
+    else:
+        # load_extra_vars() memoizes the first run's -e values on itself: a second
+        # run would see the first run's extra vars.
+        if getattr(ansible_vars.load_extra_vars, "extra_vars", None) is not None:
+            ansible_vars.load_extra_vars.extra_vars = None
+        done.append("ansible.utils.vars.load_extra_vars.extra_vars")
+    try:
         from ansible.utils.display import Display
     except ImportError:
         pass
