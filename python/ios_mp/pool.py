@@ -539,49 +539,40 @@ class Pool:
         """
         Equivalent of `map()` -- can be MUCH slower than `Pool.map()`.
         """
-        self._check_running()
-        if chunksize == 1:
-            result = IMapIterator(self)
-            self._taskqueue.put(
-                (self._guarded_task_generation(result._job, func, iterable), result._set_length)
-            )
-            return result
-        else:
-            if chunksize < 1:
-                raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
-            task_batches = Pool._get_tasks(func, iterable, chunksize)
-            result = IMapIterator(self)
-            self._taskqueue.put(
-                (
-                    self._guarded_task_generation(result._job, mapstar, task_batches),
-                    result._set_length,
-                )
-            )
-            return (item for chunk in result for item in chunk)
+        return self._imap(
+            IMapIterator,
+            func,
+            iterable,
+            chunksize,
+            f"{chunksize:n}" if isinstance(chunksize, int) else repr(chunksize),
+        )
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """
         Like `imap()` method but ordering of results is arbitrary.
         """
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, repr(chunksize))
+
+    def _imap(self, iterator_cls, func, iterable, chunksize, shown):
+        # stdlib formats the chunksize differently in its two error messages.
         self._check_running()
         if chunksize == 1:
-            result = IMapUnorderedIterator(self)
+            result = iterator_cls(self)
             self._taskqueue.put(
                 (self._guarded_task_generation(result._job, func, iterable), result._set_length)
             )
             return result
-        else:
-            if chunksize < 1:
-                raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
-            task_batches = Pool._get_tasks(func, iterable, chunksize)
-            result = IMapUnorderedIterator(self)
-            self._taskqueue.put(
-                (
-                    self._guarded_task_generation(result._job, mapstar, task_batches),
-                    result._set_length,
-                )
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {shown}")
+        task_batches = Pool._get_tasks(func, iterable, chunksize)
+        result = iterator_cls(self)
+        self._taskqueue.put(
+            (
+                self._guarded_task_generation(result._job, mapstar, task_batches),
+                result._set_length,
             )
-            return (item for chunk in result for item in chunk)
+        )
+        return (item for chunk in result for item in chunk)
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):  # noqa: B006
         """
