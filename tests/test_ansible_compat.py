@@ -339,3 +339,153 @@ def test_display_final_q_is_per_worker():
     assert sorted(seen.get(timeout=5) for _ in ps) == [(i, None, f"queue-{i}") for i in range(3)]
     assert d._final_q is None  # the app's display still writes itself
     assert not any(k[1] != 0 for k in Display.__dict__["_final_q"]._values)  # forgotten at exit
+
+
+# --- one import of each plugin module at a time (hazard 15) ----------------------------
+
+
+def _ansible_like_loader(source_of):
+    """A PluginLoader whose _load_module_source is ansible 2.19's, run on a fake
+    module source: ``source_of(name)`` is a function run as the module's code."""
+    import types
+
+    loader_module = types.ModuleType("ansible.plugins.loader")
+
+    class PluginLoader:
+        package = "ansible.plugins.filter"
+
+        def _load_module_source(self, *, python_module_name, path):
+            if python_module_name in sys.modules:
+                return sys.modules[python_module_name]
+            module = types.ModuleType(python_module_name)
+            sys.modules[python_module_name] = module  # before its code runs, as ansible does
+            try:
+                source_of(python_module_name)(module)
+            except Exception:
+                del sys.modules[python_module_name]
+                raise
+            return module
+
+    loader_module.PluginLoader = PluginLoader
+    return loader_module, PluginLoader
+
+
+@pytest.fixture
+def plugin_modules():
+    names = []
+    yield names
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def _run_workers(n, body):
+    import multiprocessing
+
+    out = multiprocessing.Queue(copy=False)
+
+    def run(i):
+        try:
+            out.put((i, body(i)))
+        except BaseException as e:
+            out.put((i, repr(e)))
+
+    ps = [multiprocessing.Process(target=run, args=(i,)) for i in range(n)]
+    for p in ps:
+        p.start()
+    got = dict(out.get(timeout=20) for _ in ps)
+    for p in ps:
+        p.join(10)
+        assert p.exitcode == 0
+    return got
+
+
+def test_workers_never_see_a_half_run_plugin_module(monkeypatch, plugin_modules):
+    import time
+
+    runs = []
+
+    def core(module):
+        runs.append(module.__name__)
+        time.sleep(0.2)  # the other workers ask for it meanwhile
+        module.FILTERS = {"b64decode": len}
+
+    loader_module, PluginLoader = _ansible_like_loader(lambda name: core)
+    monkeypatch.setitem(sys.modules, "ansible.plugins.loader", loader_module)
+    compat.install()
+    name = "ansible.plugins.filter.core_test_hazard15"
+    plugin_modules.append(name)
+
+    def body(i):
+        m = PluginLoader()._load_module_source(python_module_name=name, path="core.py")
+        return sorted(getattr(m, "FILTERS", {}))
+
+    assert _run_workers(5, body) == {i: ["b64decode"] for i in range(5)}
+    assert runs == [name]  # its code ran once
+
+
+def test_a_failed_plugin_load_is_retried_by_the_next_worker(monkeypatch, plugin_modules):
+    import threading
+    import time
+
+    first = threading.Lock()
+
+    def flaky(module):
+        if first.acquire(blocking=False):
+            time.sleep(0.2)
+            raise RuntimeError("first load fails")
+        module.OK = True
+
+    loader_module, PluginLoader = _ansible_like_loader(lambda name: flaky)
+    monkeypatch.setitem(sys.modules, "ansible.plugins.loader", loader_module)
+    compat.install()
+    name = "ansible.plugins.filter.flaky_test_hazard15"
+    plugin_modules.append(name)
+
+    def body(i):
+        return PluginLoader()._load_module_source(python_module_name=name, path="f.py").OK
+
+    got = _run_workers(3, body)
+    assert sorted(map(str, got.values())) == ["RuntimeError('first load fails')", "True", "True"]
+
+
+def test_plugin_modules_loading_each_other_do_not_deadlock(monkeypatch, plugin_modules):
+    import threading
+
+    both_started = threading.Barrier(2, timeout=10)
+    x, y = "ansible.plugins.filter.x_test_hazard15", "ansible.plugins.filter.y_test_hazard15"
+    plugin_modules.extend([x, y])
+    loader = []
+
+    def source_of(name):
+        other = y if name == x else x
+
+        def run(module):
+            both_started.wait()  # x and y are both being loaded, by different workers
+            module.OTHER = loader[0]._load_module_source(python_module_name=other, path="p")
+            module.DONE = True
+
+        return run
+
+    loader_module, PluginLoader = _ansible_like_loader(source_of)
+    monkeypatch.setitem(sys.modules, "ansible.plugins.loader", loader_module)
+    compat.install()
+    loader.append(PluginLoader())
+
+    def body(i):
+        m = loader[0]._load_module_source(python_module_name=(x, y)[i], path="p")
+        return m.DONE
+
+    # One of the two waits for the other's module; the other, whose wait would close
+    # the cycle, takes the partly run module instead, as a circular import does.
+    assert _run_workers(2, body) == {0: True, 1: True}
+
+
+def test_plugin_module_name_of_older_loaders():
+    class Loader:
+        package = "ansible.plugins.action"
+
+    name = compat._plugin_module_name
+    assert name(Loader(), ("normal", "p"), {}) == "ansible.plugins.action.normal"
+    assert name(Loader(), (), {"name": "ansible_collections.a.b.c"}) == "ansible_collections.a.b.c"
+    assert name(Loader(), (), {"python_module_name": "m", "path": "p"}) == "m"
+    assert name(Loader(), (), {}) is None

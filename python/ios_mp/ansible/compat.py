@@ -67,6 +67,17 @@ whose clients still open when the worker exits are closed then. The app's own
 threads share the app's copy. It is applied whether or not ansible is already
 imported (a post-import hook on ``ansible.plugins.loader`` otherwise).
 
+One import of each plugin module at a time (hazard 15)
+-----------------------------------------------------
+``PluginLoader._load_module_source`` puts a plugin's module in ``sys.modules``
+before it runs the module's code, and returns what ``sys.modules`` holds. With
+forked workers a plugin's first import happens in one child; with threads two
+workers import it at once and the second gets the half-run module (seen: ``No
+filter named 'b64decode'`` for 2 of 5 hosts in a fresh ``ansible-playbook``;
+``module 'ansible.plugins.action.normal' has no attribute 'ActionModule'``).
+``install()`` makes a thread that asks for a plugin module another thread is
+loading wait for that load to finish, like ``import``'s per-module locks.
+
 Per-worker ``Display._final_q`` (hazard 3)
 ------------------------------------------
 ansible's worker calls ``display.set_queue(final_q)`` on the process-wide
@@ -492,6 +503,86 @@ def _isolate_caches(module: Any) -> None:
             setattr(module, name, PerWorkerCache(value))
 
 
+# --- one import of each plugin module at a time (hazard 15) ----------------------------
+
+
+class _PluginImports:
+    """Lets one thread at a time load a given plugin module.
+
+    ansible's ``_load_module_source`` puts the module in ``sys.modules`` before it
+    runs the module's code, and returns whatever ``sys.modules`` holds. With forked
+    workers the first import of a plugin happens in one child and is thrown away;
+    with threads a second worker gets the half-run module (``No filter named
+    'b64decode'``, ``module 'ansible.plugins.action.normal' has no attribute
+    'ActionModule'``). A thread that asks for a module another thread is loading
+    waits until that load has finished (or failed: then it loads it itself), as
+    ``import`` does with its per-module locks. Different modules load in parallel.
+    As in ``importlib._bootstrap._ModuleLock``, a wait that would close a cycle
+    (A loads x and waits for y, which B loads and waits for x) does not wait: the
+    thread then sees the partly run module, as a circular import does.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: dict[str, int] = {}  # module name -> ident of the thread loading it
+        self._waiting: dict[int, str] = {}  # thread ident -> module name it waits for
+
+    def _closes_cycle(self, owner: int, me: int) -> bool:
+        """Whether ``me`` waiting for ``owner`` closes a cycle of waits."""
+        seen = set()
+        while owner != me:
+            if owner in seen:
+                return False  # a cycle without us in it: not ours to break
+            seen.add(owner)
+            name = self._waiting.get(owner)
+            owner = self._owner.get(name) if name is not None else None
+            if owner is None:
+                return False  # that thread is not waiting for a load
+        return True
+
+    def load(self, name: str, load: Callable[[], Any]) -> Any:
+        me = threading.get_ident()
+        with self._cond:
+            while True:
+                owner = self._owner.get(name)
+                if owner is None:
+                    self._owner[name] = me
+                    mine = True
+                    break
+                if owner == me or self._closes_cycle(owner, me):
+                    mine = False  # a load of ours further up the stack, or a cycle
+                    break
+                self._waiting[me] = name
+                try:
+                    self._cond.wait()
+                finally:
+                    del self._waiting[me]
+        try:
+            return load()
+        finally:
+            if mine:
+                with self._cond:
+                    del self._owner[name]
+                    self._cond.notify_all()
+
+
+_plugin_imports = _PluginImports()
+
+
+def _plugin_module_name(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The ``sys.modules`` key ``_load_module_source`` loads into: 2.19+ pass it as
+    ``python_module_name=``; 2.16-2.18 pass ``(name, path)`` and prefix ``name``
+    with the loader's package unless it is a collection's."""
+    if "python_module_name" in kwargs:
+        return kwargs["python_module_name"]
+    name = args[0] if args else kwargs.get("name")
+    if not isinstance(name, str):
+        return None
+    if name.startswith("ansible_collections."):
+        return name
+    return f"{getattr(self, 'package', '')}.{name}"
+
+
 def _patch_plugin_loader(loader_module: Any) -> None:
     cls = getattr(loader_module, "PluginLoader", None)
     original = getattr(cls, "_load_module_source", None)
@@ -500,7 +591,11 @@ def _patch_plugin_loader(loader_module: Any) -> None:
 
     @functools.wraps(original)
     def _load_module_source(self: Any, *args: Any, **kwargs: Any) -> Any:
-        module = original(self, *args, **kwargs)
+        name = _plugin_module_name(self, args, kwargs)
+        if name is None:
+            module = original(self, *args, **kwargs)
+        else:
+            module = _plugin_imports.load(name, lambda: original(self, *args, **kwargs))
         _isolate_caches(module)
         return module
 
