@@ -256,8 +256,12 @@ def time_after_effect(kind: str, n: int) -> float:
     Measures what one finished ios_mp process leaves behind for all later Python code
     of the app, against a plain thread (a child interpreter: the state is sticky).
     """
-    out = subprocess.run([sys.executable, "-c", _AFTER_CHILD, kind, str(n)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _AFTER_CHILD, kind, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(out.split()[-1])
 
 
@@ -354,27 +358,58 @@ def build(quick: bool) -> list:
     benches = []
 
     n_thr, n_fork = sz(800, 200), sz(16, 6)
-    benches.append(Bench(
-        "start_join", "Process create+start+join (trivial target)", "process",
-        "threading.Thread",
-        [
-            Impl("threading.Thread", "stock", n_thr,
-                 lambda n: time_start_join(threading.Thread, n)),
-            Impl("threading.Thread, ios_mp installed", "ios_mp", n_thr,
-                 lambda n: time_start_join(threading.Thread, n), info=True),
-            Impl("ios_mp.Process", "ios_mp", n_thr, lambda n: time_start_join(IOS_P, n)),
-            Impl("multiprocessing.dummy.Process", "stock", n_thr,
-                 lambda n: time_start_join(STOCK_DUMMY_PROCESS, n)),
-            Impl("stock mp fork Process", "stock", n_fork,
-                 lambda n: time_start_join(FORK.Process, n)),
-        ],
-        [
-            Aim("ios_mp.Process vs threading.Thread", "ios_mp.Process", "threading.Thread",
-                "<=", 1.5),
-            Aim("ios_mp.Process speed-up vs fork", "stock mp fork Process", "ios_mp.Process",
-                ">=", 20.0),
-        ],
-    ))
+    benches.append(
+        Bench(
+            "start_join",
+            "Process create+start+join (trivial target)",
+            "process",
+            "threading.Thread",
+            [
+                Impl(
+                    "threading.Thread",
+                    "stock",
+                    n_thr,
+                    lambda n: time_start_join(threading.Thread, n),
+                ),
+                Impl(
+                    "threading.Thread, ios_mp installed",
+                    "ios_mp",
+                    n_thr,
+                    lambda n: time_start_join(threading.Thread, n),
+                    info=True,
+                ),
+                Impl("ios_mp.Process", "ios_mp", n_thr, lambda n: time_start_join(IOS_P, n)),
+                Impl(
+                    "multiprocessing.dummy.Process",
+                    "stock",
+                    n_thr,
+                    lambda n: time_start_join(STOCK_DUMMY_PROCESS, n),
+                ),
+                Impl(
+                    "stock mp fork Process",
+                    "stock",
+                    n_fork,
+                    lambda n: time_start_join(FORK.Process, n),
+                ),
+            ],
+            [
+                Aim(
+                    "ios_mp.Process vs threading.Thread",
+                    "ios_mp.Process",
+                    "threading.Thread",
+                    "<=",
+                    1.5,
+                ),
+                Aim(
+                    "ios_mp.Process speed-up vs fork",
+                    "stock mp fork Process",
+                    "ios_mp.Process",
+                    ">=",
+                    20.0,
+                ),
+            ],
+        )
+    )
 
     payloads = [
         ("queue_int", "small int", None, sz(50_000, 3000), sz(10_000, 1000)),
@@ -382,113 +417,219 @@ def build(quick: bool) -> list:
         ("queue_dict", "small dict", SMALL_DICT, sz(20_000, 2000), sz(5000, 500)),
     ]
     for key, what, payload, n, n_mp in payloads:
+
         def stream(qf, pf, payload=payload):
             return lambda k: time_stream(qf, pf, k, payload)
 
-        benches.append(Bench(
-            key, f"Queue 1->1 throughput, {what} items", "item", "queue.SimpleQueue",
-            [
-                Impl("ios_mp Queue (copy)", "ios_mp", n, stream(IOS_Q, IOS_P)),
-                Impl("ios_mp Queue(copy=False)", "ios_mp", n,
-                     stream(lambda: IOS_Q(copy=False), IOS_P)),
-                Impl("queue.SimpleQueue", "ios_mp", n, stream(queue.SimpleQueue, _thread)),
-                Impl("queue.Queue", "ios_mp", n, stream(queue.Queue, _thread)),
-                Impl("stock mp.Queue (fork)", "stock", n_mp, stream(FORK.Queue, FORK.Process)),
-            ],
-            [
-                Aim(f"Queue copy-on speed-up vs stock mp.Queue ({what})",
-                    "stock mp.Queue (fork)", "ios_mp Queue (copy)", ">=", 5.0),
-                Aim(f"Queue copy-off vs queue.SimpleQueue ({what})",
-                    "ios_mp Queue(copy=False)", "queue.SimpleQueue", "<=", 2.0),
-            ],
-        ))
+        benches.append(
+            Bench(
+                key,
+                f"Queue 1->1 throughput, {what} items",
+                "item",
+                "queue.SimpleQueue",
+                [
+                    Impl("ios_mp Queue (copy)", "ios_mp", n, stream(IOS_Q, IOS_P)),
+                    Impl(
+                        "ios_mp Queue(copy=False)",
+                        "ios_mp",
+                        n,
+                        stream(lambda: IOS_Q(copy=False), IOS_P),
+                    ),
+                    Impl("queue.SimpleQueue", "ios_mp", n, stream(queue.SimpleQueue, _thread)),
+                    Impl("queue.Queue", "ios_mp", n, stream(queue.Queue, _thread)),
+                    Impl("stock mp.Queue (fork)", "stock", n_mp, stream(FORK.Queue, FORK.Process)),
+                ],
+                [
+                    Aim(
+                        f"Queue copy-on speed-up vs stock mp.Queue ({what})",
+                        "stock mp.Queue (fork)",
+                        "ios_mp Queue (copy)",
+                        ">=",
+                        5.0,
+                    ),
+                    Aim(
+                        f"Queue copy-off vs queue.SimpleQueue ({what})",
+                        "ios_mp Queue(copy=False)",
+                        "queue.SimpleQueue",
+                        "<=",
+                        2.0,
+                    ),
+                ],
+            )
+        )
 
     n, n_mp = sz(8000, 1000), sz(3000, 300)
-    benches.append(Bench(
-        "pingpong", "Ping-pong round trip through two queues (small int)", "round trip",
-        "queue.SimpleQueue",
-        [
-            Impl("ios_mp Queue (copy)", "ios_mp", n, lambda k: time_pingpong(IOS_Q, IOS_P, k)),
-            Impl("ios_mp SimpleQueue (copy)", "ios_mp", n,
-                 lambda k: time_pingpong(IOS_SQ, IOS_P, k)),
-            Impl("queue.SimpleQueue", "ios_mp", n,
-                 lambda k: time_pingpong(queue.SimpleQueue, _thread, k)),
-            Impl("stock mp.SimpleQueue x2 (fork)", "stock", n_mp,
-                 lambda k: time_pingpong(FORK.SimpleQueue, FORK.Process, k)),
-            Impl("stock mp.Pipe (fork)", "stock", n_mp,
-                 lambda k: time_pingpong_pipe(FORK.Process, k)),
-        ],
-        [
-            Aim("ping-pong ios_mp Queue vs queue.SimpleQueue", "ios_mp Queue (copy)",
-                "queue.SimpleQueue", "<=", 1.2),
-            Aim("ping-pong ios_mp SimpleQueue vs queue.SimpleQueue",
-                "ios_mp SimpleQueue (copy)", "queue.SimpleQueue", "<=", 1.2),
-        ],
-    ))
+    benches.append(
+        Bench(
+            "pingpong",
+            "Ping-pong round trip through two queues (small int)",
+            "round trip",
+            "queue.SimpleQueue",
+            [
+                Impl("ios_mp Queue (copy)", "ios_mp", n, lambda k: time_pingpong(IOS_Q, IOS_P, k)),
+                Impl(
+                    "ios_mp SimpleQueue (copy)",
+                    "ios_mp",
+                    n,
+                    lambda k: time_pingpong(IOS_SQ, IOS_P, k),
+                ),
+                Impl(
+                    "queue.SimpleQueue",
+                    "ios_mp",
+                    n,
+                    lambda k: time_pingpong(queue.SimpleQueue, _thread, k),
+                ),
+                Impl(
+                    "stock mp.SimpleQueue x2 (fork)",
+                    "stock",
+                    n_mp,
+                    lambda k: time_pingpong(FORK.SimpleQueue, FORK.Process, k),
+                ),
+                Impl(
+                    "stock mp.Pipe (fork)",
+                    "stock",
+                    n_mp,
+                    lambda k: time_pingpong_pipe(FORK.Process, k),
+                ),
+            ],
+            [
+                Aim(
+                    "ping-pong ios_mp Queue vs queue.SimpleQueue",
+                    "ios_mp Queue (copy)",
+                    "queue.SimpleQueue",
+                    "<=",
+                    1.2,
+                ),
+                Aim(
+                    "ping-pong ios_mp SimpleQueue vs queue.SimpleQueue",
+                    "ios_mp SimpleQueue (copy)",
+                    "queue.SimpleQueue",
+                    "<=",
+                    1.2,
+                ),
+            ],
+        )
+    )
 
     n = sz(500_000, 50_000)
-    for key, what, fn in [("lock_pair", "acquire(); release()", time_lock_pair),
-                          ("lock_with", "with lock: pass", time_lock_with)]:
+    for key, what, fn in [
+        ("lock_pair", "acquire(); release()", time_lock_pair),
+        ("lock_with", "with lock: pass", time_lock_with),
+    ]:
+
         def lock(factory, fn=fn):
             return lambda k: fn(factory, k)
 
-        benches.append(Bench(
-            key, f"Lock, uncontended: {what}", "pair", "threading.Lock",
-            [
-                Impl("ios_mp Lock", "ios_mp", n, lock(ios_mp.Lock)),
-                Impl("threading.Lock", "ios_mp", n, lock(threading.Lock)),
-                Impl("stock mp.Lock", "stock", n, lock(FORK.Lock)),
-                Impl("(empty loop)", "ios_mp", n, time_empty_loop, info=True),
-            ],
-            [Aim(f"Lock vs threading.Lock ({what})", "ios_mp Lock", "threading.Lock",
-                 "<=", 2.0)],
-        ))
+        benches.append(
+            Bench(
+                key,
+                f"Lock, uncontended: {what}",
+                "pair",
+                "threading.Lock",
+                [
+                    Impl("ios_mp Lock", "ios_mp", n, lock(ios_mp.Lock)),
+                    Impl("threading.Lock", "ios_mp", n, lock(threading.Lock)),
+                    Impl("stock mp.Lock", "stock", n, lock(FORK.Lock)),
+                    Impl("(empty loop)", "ios_mp", n, time_empty_loop, info=True),
+                ],
+                [
+                    Aim(
+                        f"Lock vs threading.Lock ({what})",
+                        "ios_mp Lock",
+                        "threading.Lock",
+                        "<=",
+                        2.0,
+                    )
+                ],
+            )
+        )
 
     n, n_mp = sz(20_000, 1500), sz(3000, 300)
-    benches.append(Bench(
-        "joinable", "JoinableQueue put / get+task_done / join (small int)", "item",
-        "queue.Queue",
-        [
-            Impl("ios_mp JoinableQueue", "ios_mp", n, lambda k: time_joinable(IOS_JQ, IOS_P, k)),
-            Impl("queue.Queue", "ios_mp", n, lambda k: time_joinable(queue.Queue, _thread, k)),
-            Impl("stock mp.JoinableQueue (fork)", "stock", n_mp,
-                 lambda k: time_joinable(FORK.JoinableQueue, FORK.Process, k)),
-        ],
-        [],
-    ))
+    benches.append(
+        Bench(
+            "joinable",
+            "JoinableQueue put / get+task_done / join (small int)",
+            "item",
+            "queue.Queue",
+            [
+                Impl(
+                    "ios_mp JoinableQueue", "ios_mp", n, lambda k: time_joinable(IOS_JQ, IOS_P, k)
+                ),
+                Impl("queue.Queue", "ios_mp", n, lambda k: time_joinable(queue.Queue, _thread, k)),
+                Impl(
+                    "stock mp.JoinableQueue (fork)",
+                    "stock",
+                    n_mp,
+                    lambda k: time_joinable(FORK.JoinableQueue, FORK.Process, k),
+                ),
+            ],
+            [],
+        )
+    )
 
     for key, what, make in [
-        ("snapshot_dict", "a nested dict, ~10 MB pickled (quick: ~1 MB)",
-         lambda: nested_dict(sz(140_000, 14_000))),
-        ("snapshot_objects", "20 000 plain objects (Host-like; quick: 2 000)",
-         lambda: object_graph(sz(20_000, 2_000))),
+        (
+            "snapshot_dict",
+            "a nested dict, ~10 MB pickled (quick: ~1 MB)",
+            lambda: nested_dict(sz(140_000, 14_000)),
+        ),
+        (
+            "snapshot_objects",
+            "20 000 plain objects (Host-like; quick: 2 000)",
+            lambda: object_graph(sz(20_000, 2_000)),
+        ),
     ]:
+
         def copier(how, make=make):
             return lambda k: time_copy(how, make, k)
 
-        benches.append(Bench(
-            key, f"Fork-like snapshot of {what}", "copy", "pickle round trip",
-            [
-                Impl("ios_mp snapshot", "ios_mp", 1, copier("snapshot")),
-                Impl("pickle round trip", "ios_mp", 1, copier("pickle")),
-                Impl("copy.deepcopy", "ios_mp", 1, copier("deepcopy")),
-            ],
-            [Aim(f"snapshot vs pickle round trip ({key})", "ios_mp snapshot",
-                 "pickle round trip", "<=", 1.0)],
-        ))
+        benches.append(
+            Bench(
+                key,
+                f"Fork-like snapshot of {what}",
+                "copy",
+                "pickle round trip",
+                [
+                    Impl("ios_mp snapshot", "ios_mp", 1, copier("snapshot")),
+                    Impl("pickle round trip", "ios_mp", 1, copier("pickle")),
+                    Impl("copy.deepcopy", "ios_mp", 1, copier("deepcopy")),
+                ],
+                [
+                    Aim(
+                        f"snapshot vs pickle round trip ({key})",
+                        "ios_mp snapshot",
+                        "pickle round trip",
+                        "<=",
+                        1.0,
+                    )
+                ],
+            )
+        )
 
     n = sz(1_000_000, 200_000)
-    benches.append(Bench(
-        "after_effect", "Python call cost after one worker has run (fresh interpreter each)",
-        "call", "after one threading.Thread",
-        [
-            Impl("after one threading.Thread", "ios_mp", n,
-                 lambda k: time_after_effect("thread", k)),
-            Impl("after one ios_mp.Process", "ios_mp", n,
-                 lambda k: time_after_effect("ios_mp", k)),
-        ],
-        [],
-    ))
+    benches.append(
+        Bench(
+            "after_effect",
+            "Python call cost after one worker has run (fresh interpreter each)",
+            "call",
+            "after one threading.Thread",
+            [
+                Impl(
+                    "after one threading.Thread",
+                    "ios_mp",
+                    n,
+                    lambda k: time_after_effect("thread", k),
+                ),
+                Impl(
+                    "after one ios_mp.Process",
+                    "ios_mp",
+                    n,
+                    lambda k: time_after_effect("ios_mp", k),
+                ),
+            ],
+            [],
+        )
+    )
     return benches
 
 
@@ -525,23 +666,46 @@ def run_bench(b: Bench, trials: int, rng: random.Random) -> dict:
         v = per_op[impl.name]
         m = med[impl.name]
         mad = statistics.median(abs(x - m) for x in v)
-        rows.append({
-            "impl": impl.name, "env": impl.env, "n": impl.n, "info": impl.info,
-            "median_s": m, "mad_pct": 100 * mad / m if m else 0.0,
-            "vs_ref": m / med[b.ref], "trials_s": v,
-        })
+        rows.append(
+            {
+                "impl": impl.name,
+                "env": impl.env,
+                "n": impl.n,
+                "info": impl.info,
+                "median_s": m,
+                "mad_pct": 100 * mad / m if m else 0.0,
+                "vs_ref": m / med[b.ref],
+                "trials_s": v,
+            }
+        )
     aims = []
     for a in b.aims:
         value = med[a.num] / med[a.den]
         paired = [x / y for x, y in zip(per_op[a.num], per_op[a.den])]
         met = value <= a.target if a.op == "<=" else value >= a.target
-        aims.append({
-            "bench": b.key, "label": a.label, "num": a.num, "den": a.den, "op": a.op,
-            "target": a.target, "value": value, "met": met,
-            "paired_min": min(paired), "paired_max": max(paired),
-        })
-    return {"key": b.key, "title": b.title, "unit": b.unit, "ref": b.ref, "rows": rows,
-            "aims": aims, "wall_s": perf() - t_start}
+        aims.append(
+            {
+                "bench": b.key,
+                "label": a.label,
+                "num": a.num,
+                "den": a.den,
+                "op": a.op,
+                "target": a.target,
+                "value": value,
+                "met": met,
+                "paired_min": min(paired),
+                "paired_max": max(paired),
+            }
+        )
+    return {
+        "key": b.key,
+        "title": b.title,
+        "unit": b.unit,
+        "ref": b.ref,
+        "rows": rows,
+        "aims": aims,
+        "wall_s": perf() - t_start,
+    }
 
 
 def fmt_time(s: float) -> str:
@@ -554,8 +718,10 @@ def fmt_time(s: float) -> str:
 
 def fmt_aim(a: dict) -> str:
     kind = "ratio" if a["op"] == "<=" else "speed-up"
-    return (f"{kind} {a['value']:.2f}x, aim {a['op']} {a['target']:g}x "
-            f"(per-round {a['paired_min']:.2f}x..{a['paired_max']:.2f}x)")
+    return (
+        f"{kind} {a['value']:.2f}x, aim {a['op']} {a['target']:g}x "
+        f"(per-round {a['paired_min']:.2f}x..{a['paired_max']:.2f}x)"
+    )
 
 
 def _aim_marks(r: dict) -> dict:
@@ -580,11 +746,16 @@ def render(results: list) -> str:
         for i, row in enumerate(r["rows"]):
             name = row["impl"] + (" [ref]" if row["impl"] == r["ref"] else "")
             name += " (info)" if row["info"] else ""
-            rows.append((
-                f"{r['key']} (per {r['unit']})" if i == 0 else "", name,
-                fmt_time(row["median_s"]), f"{row['mad_pct']:.0f}%", f"{row['vs_ref']:.2f}x",
-                "; ".join(marks.get(row["impl"], [])),
-            ))
+            rows.append(
+                (
+                    f"{r['key']} (per {r['unit']})" if i == 0 else "",
+                    name,
+                    fmt_time(row["median_s"]),
+                    f"{row['mad_pct']:.0f}%",
+                    f"{row['vs_ref']:.2f}x",
+                    "; ".join(marks.get(row["impl"], [])),
+                )
+            )
         rows.append(None)
     widths = [max(len(head[i]), *(len(t[i]) for t in rows if t)) for i in range(5)]
 
@@ -628,10 +799,15 @@ def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small N (CI smoke, < 30 s)")
     ap.add_argument("--json", metavar="FILE", help="write all results and trials to FILE")
-    ap.add_argument("--trials", type=int, default=None,
-                    help="rounds per benchmark (default 15, 3 with --quick)")
-    ap.add_argument("--only", metavar="KEYS", default=None,
-                    help="comma-separated benchmark keys to run (default: all)")
+    ap.add_argument(
+        "--trials", type=int, default=None, help="rounds per benchmark (default 15, 3 with --quick)"
+    )
+    ap.add_argument(
+        "--only",
+        metavar="KEYS",
+        default=None,
+        help="comma-separated benchmark keys to run (default: all)",
+    )
     ap.add_argument("--seed", type=int, default=1, help="seed of the run order shuffle")
     args = ap.parse_args(argv)
     trials = args.trials or (3 if args.quick else 15)
@@ -640,8 +816,10 @@ def main(argv: Optional[list] = None) -> int:
         keys = set(args.only.split(","))
         unknown = keys - {b.key for b in benches}
         if unknown:
-            ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; "
-                     f"known: {', '.join(b.key for b in benches)}")
+            ap.error(
+                f"unknown benchmark(s): {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(b.key for b in benches)}"
+            )
         benches = [b for b in benches if b.key in keys]
     meta = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
@@ -657,9 +835,11 @@ def main(argv: Optional[list] = None) -> int:
         "seed": args.seed,
         "loadavg_start": _loadavg(),
     }
-    print(f"ios_mp {meta['ios_mp']} | Python {meta['python']} | {meta['cpus']} CPUs "
-          f"({meta['cpu']}) | {meta['date']} | trials={trials}{' quick' if args.quick else ''}"
-          f" | load avg {meta['loadavg_start']}")
+    print(
+        f"ios_mp {meta['ios_mp']} | Python {meta['python']} | {meta['cpus']} CPUs "
+        f"({meta['cpu']}) | {meta['date']} | trials={trials}{' quick' if args.quick else ''}"
+        f" | load avg {meta['loadavg_start']}"
+    )
     rng = random.Random(args.seed)
     results = []
     t0 = perf()

@@ -74,9 +74,22 @@ def _blockers():
         blockers_cleanup.append(e.set)
         return lambda: p.join()
 
-    return {f.__name__: f for f in (lock, rlock_other_thread, semaphore, event, condition,
-                                    barrier, queue_get, simplequeue_get, queue_put_full,
-                                    joinable_join, process_join)}
+    return {
+        f.__name__: f
+        for f in (
+            lock,
+            rlock_other_thread,
+            semaphore,
+            event,
+            condition,
+            barrier,
+            queue_get,
+            simplequeue_get,
+            queue_put_full,
+            joinable_join,
+            process_join,
+        )
+    }
 
 
 blockers_cleanup: list = []
@@ -190,8 +203,20 @@ def _timed_calls():
         e.set()
         p.join()
 
-    return {f.__name__: f for f in (lock, semaphore, event, condition, condition_wait_for,
-                                    barrier, queue_get, queue_put_full, process_join)}
+    return {
+        f.__name__: f
+        for f in (
+            lock,
+            semaphore,
+            event,
+            condition,
+            condition_wait_for,
+            barrier,
+            queue_get,
+            queue_put_full,
+            process_join,
+        )
+    }
 
 
 @pytest.mark.parametrize("name", sorted(_timed_calls()))

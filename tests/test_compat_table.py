@@ -61,7 +61,10 @@ def _arity(name: str) -> int:
 
 
 def test_every_top_level_name_has_a_row():
-    public = [n for n in ios_mp.__all__ if n not in
-              ("install", "uninstall", "is_installed", "IosMpImportOrderWarning")]
+    public = [
+        n
+        for n in ios_mp.__all__
+        if n not in ("install", "uninstall", "is_installed", "IosMpImportOrderWarning")
+    ]
     missing = [n for n in public if f"multiprocessing.{n}" not in ROWS]
     assert not missing, f"add rows to docs/compatibility.md for {missing}"

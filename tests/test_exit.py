@@ -19,12 +19,17 @@ def run(tmp_path, body: str, timeout: float = 30) -> subprocess.CompletedProcess
     script.write_text(textwrap.dedent(body))
     return subprocess.run(
         [sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(script)],
-        capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
     )
 
 
 def test_non_daemon_processes_are_joined_at_exit(tmp_path):
-    r = run(tmp_path, """
+    r = run(
+        tmp_path,
+        """
         import multiprocessing, time
         def late(path):
             time.sleep(0.3)
@@ -32,13 +37,16 @@ def test_non_daemon_processes_are_joined_at_exit(tmp_path):
         if __name__ == "__main__":
             multiprocessing.Process(target=late, args=("out.txt",)).start()
             print("main returns")
-    """)
+    """,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out.txt").read_text() == "done"
 
 
 def test_daemon_processes_are_terminated_at_exit(tmp_path):
-    r = run(tmp_path, """
+    r = run(
+        tmp_path,
+        """
         import multiprocessing, time
         def forever(ev):
             ev.wait()  # an ios_mp wait: terminate() at exit ends it
@@ -48,7 +56,8 @@ def test_daemon_processes_are_terminated_at_exit(tmp_path):
             p.start()
             time.sleep(0.05)
             print("exiting with", multiprocessing.active_children())
-    """)
+    """,
+    )
     assert r.returncode == 0, r.stderr
     assert "exiting with [<Process" in r.stdout
     assert "Traceback" not in r.stderr
@@ -58,8 +67,12 @@ def test_demo_from_the_readme_runs_in_the_sandbox():
     from pathlib import Path
 
     demo = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
-    r = subprocess.run([sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(demo)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(demo)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert "os.fork available: False" in r.stdout
     assert "exit codes: [0, 0, 0, 0]" in r.stdout
@@ -72,7 +85,9 @@ def test_finished_and_terminated_workers_leave_the_interpreter_unharmed(tmp_path
     any profile/trace function loops forever. Workers that ran normally, were
     terminated while waiting, or while running Python, must leave tracing and
     profiling working (pdb, coverage, cProfile rely on them)."""
-    r = run(tmp_path, """
+    r = run(
+        tmp_path,
+        """
         import multiprocessing, sys, time
 
         def spin(started):
@@ -103,6 +118,8 @@ def test_finished_and_terminated_workers_leave_the_interpreter_unharmed(tmp_path
                 f()
             sys.settrace(None)
             print("profiled", len(calls) > 0)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "worker ran" in r.stdout and "profiled True" in r.stdout

@@ -30,13 +30,45 @@ def test_private_c_modules_left_alone():
 
 
 def test_top_level_names_match_stdlib_context_api():
-    names = {"Process", "Queue", "SimpleQueue", "JoinableQueue", "Lock", "RLock", "Semaphore",
-             "BoundedSemaphore", "Condition", "Event", "Barrier", "Pipe", "Pool", "Manager",
-             "Value", "Array", "RawValue", "RawArray", "current_process", "parent_process",
-             "active_children", "cpu_count", "freeze_support", "get_context", "get_start_method",
-             "set_start_method", "get_all_start_methods", "get_logger", "log_to_stderr",
-             "set_executable", "set_forkserver_preload", "allow_connection_pickling", "reducer",
-             "ProcessError", "BufferTooShort", "TimeoutError", "AuthenticationError"}
+    names = {
+        "Process",
+        "Queue",
+        "SimpleQueue",
+        "JoinableQueue",
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Event",
+        "Barrier",
+        "Pipe",
+        "Pool",
+        "Manager",
+        "Value",
+        "Array",
+        "RawValue",
+        "RawArray",
+        "current_process",
+        "parent_process",
+        "active_children",
+        "cpu_count",
+        "freeze_support",
+        "get_context",
+        "get_start_method",
+        "set_start_method",
+        "get_all_start_methods",
+        "get_logger",
+        "log_to_stderr",
+        "set_executable",
+        "set_forkserver_preload",
+        "allow_connection_pickling",
+        "reducer",
+        "ProcessError",
+        "BufferTooShort",
+        "TimeoutError",
+        "AuthenticationError",
+    }
     missing = names - set(dir(ios_mp))
     assert not missing
 
@@ -78,9 +110,13 @@ def test_warns_when_stdlib_multiprocessing_was_imported_first():
         ios_mp.install()
 
 
-@pytest.mark.parametrize("module,attr", [
-    ("popen_fork", "Popen"), ("reduction", "send_handle"),
-])
+@pytest.mark.parametrize(
+    "module,attr",
+    [
+        ("popen_fork", "Popen"),
+        ("reduction", "send_handle"),
+    ],
+)
 def test_unimplemented_parts_import_and_name_the_feature_on_use(module, attr):
     mod = importlib.import_module("multiprocessing." + module)
     with pytest.raises(NotImplementedError, match=f"multiprocessing.{module}.{attr}"):

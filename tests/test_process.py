@@ -134,8 +134,9 @@ def test_start_never_raises_oserror_for_uninitialized_subclass():
 
 def test_virtual_pids_and_ident():
     q = multiprocessing.Queue()
-    p = multiprocessing.Process(target=lambda: q.put((multiprocessing.current_process().pid,
-                                                       os.getpid(), os.getppid())))
+    p = multiprocessing.Process(
+        target=lambda: q.put((multiprocessing.current_process().pid, os.getpid(), os.getppid()))
+    )
     p.start()
     vpid, real_pid, ppid = q.get(timeout=5)
     p.join(5)
@@ -152,8 +153,11 @@ def test_names_identity_and_nesting():
 
     def child():
         me = multiprocessing.current_process()
-        grand = multiprocessing.Process(target=lambda: q.put(
-            (multiprocessing.current_process().name, multiprocessing.parent_process().name)))
+        grand = multiprocessing.Process(
+            target=lambda: q.put(
+                (multiprocessing.current_process().name, multiprocessing.parent_process().name)
+            )
+        )
         grand.start()
         grand.join(5)
         q.put((me.name, threading.current_thread().name, multiprocessing.parent_process().name))

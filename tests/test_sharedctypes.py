@@ -292,8 +292,11 @@ def test_array_of_structures():
 @pytest.mark.parametrize("factory", ["Value", "RawValue", "Array", "RawArray"])
 def test_an_invalid_typecode_or_type_is_a_type_error_naming_it(factory, bad):
     args = (bad,) if factory.endswith("Value") else (bad, 3)
-    with pytest.raises(TypeError, match=r"^typecode_or_type must be a ctypes type or one of "
-                       r"the typecodes 'cubBhHiIlLqQfd', not ") as info:
+    with pytest.raises(
+        TypeError,
+        match=r"^typecode_or_type must be a ctypes type or one of "
+        r"the typecodes 'cubBhHiIlLqQfd', not ",
+    ) as info:
         getattr(multiprocessing, factory)(*args)
     assert str(info.value).endswith(repr(bad))
 
@@ -302,8 +305,11 @@ def test_bad_sizes_and_initializers():
     with pytest.raises(ValueError, match="Array length must be >= 0, not -1"):
         multiprocessing.Array("i", -1)
     for bad, name in [(1.5, "float"), (None, "NoneType"), (iter([1]), "list_iterator")]:
-        with pytest.raises(TypeError, match=f"^size_or_initializer must be an int or a sequence "
-                           f"with a len\\(\\), not {name}$"):
+        with pytest.raises(
+            TypeError,
+            match=f"^size_or_initializer must be an int or a sequence "
+            f"with a len\\(\\), not {name}$",
+        ):
             multiprocessing.RawArray("i", bad)
     with pytest.raises(TypeError):
         multiprocessing.Value("i", "a")
@@ -342,8 +348,10 @@ def test_synchronized_wraps_a_raw_object():
     assert isinstance(s.get_lock(), synchronize.RLock)
     lk = multiprocessing.Lock()
     assert sharedctypes.synchronized(raw, lk).get_lock() is lk
-    assert type(sharedctypes.synchronized(multiprocessing.RawArray("c", 3))) is \
-        sharedctypes.SynchronizedString
+    assert (
+        type(sharedctypes.synchronized(multiprocessing.RawArray("c", 3)))
+        is sharedctypes.SynchronizedString
+    )
     assert sharedctypes.SynchronizedBase(raw).get_obj() is raw  # stdlib's needs ctx here
     with pytest.raises(AssertionError, match="object already synchronized"):
         sharedctypes.synchronized(s)
@@ -371,10 +379,12 @@ def test_copying_a_wrapper_returns_it():
 
 
 def test_pickling_a_wrapper_is_refused():
-    for w, name in [(multiprocessing.Value("i", 1), "Synchronized"),
-                    (multiprocessing.Array("i", 2), "SynchronizedArray"),
-                    (multiprocessing.Array("c", 2), "SynchronizedString"),
-                    (multiprocessing.Value(Point), "SynchronizedPoint")]:
+    for w, name in [
+        (multiprocessing.Value("i", 1), "Synchronized"),
+        (multiprocessing.Array("i", 2), "SynchronizedArray"),
+        (multiprocessing.Array("c", 2), "SynchronizedString"),
+        (multiprocessing.Value(Point), "SynchronizedPoint"),
+    ]:
         with pytest.raises(RuntimeError, match=f"^{name} {ONLY_INHERITANCE}$"):
             pickle.dumps(w)
     q = multiprocessing.Queue()

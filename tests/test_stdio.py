@@ -83,6 +83,7 @@ def _detach():
 
 # --- streams ---------------------------------------------------------------------
 
+
 def test_worker_print_goes_to_the_apps_stdout_by_default_capsys(app_unchanged, capsys):
     q = multiprocessing.Queue()
     app_class = sys.stdout.__class__
@@ -91,8 +92,13 @@ def test_worker_print_goes_to_the_apps_stdout_by_default_capsys(app_unchanged, c
         print("from the worker")
         print("to stderr", file=sys.stderr)
         sys.stdout.write("written\n")
-        q.put((sys.stdout.__class__ is app_class, isinstance(sys.stdout, io.TextIOBase),
-               type(sys.stdout) is _stdio.WorkerStream))
+        q.put(
+            (
+                sys.stdout.__class__ is app_class,
+                isinstance(sys.stdout, io.TextIOBase),
+                type(sys.stdout) is _stdio.WorkerStream,
+            )
+        )
 
     assert _run(body).exitcode == 0
     assert q.get(timeout=5) == (True, True, True)
@@ -185,8 +191,12 @@ def test_closing_inherited_streams_in_a_worker_closes_only_its_own(app_unchanged
         sys.stdin.close()
         sys.stdout.close()
         results = [sys.stdin.closed, sys.stdout.closed]
-        for call in (lambda: print("after close"), sys.stdout.flush, sys.stdin.readline,
-                     sys.stdout.fileno):
+        for call in (
+            lambda: print("after close"),
+            sys.stdout.flush,
+            sys.stdin.readline,
+            sys.stdout.fileno,
+        ):
             try:
                 call()
             except ValueError as e:
@@ -261,8 +271,7 @@ def test_reconfigure_and_detach_in_a_worker_leave_the_apps_stream(app_unchanged,
         sys.stdout.reconfigure(line_buffering=not app_line_buffering)
         print("reconfigured")
         got = [sys.stdout.line_buffering]
-        sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8",
-                                      line_buffering=True)
+        sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8", line_buffering=True)
         print("rewrapped")
         sys.stdout.flush()
         q.put(got)
@@ -316,8 +325,7 @@ def test_tracebacks_of_a_worker_go_to_its_stderr(app_unchanged, capsys):
     assert err.endswith("ValueError: boom in the app's stderr\n")
 
 
-def test_exceptions_in_a_worker_thread_go_to_the_workers_stderr(app_unchanged, capsys,
-                                                                monkeypatch):
+def test_exceptions_in_a_worker_thread_go_to_the_workers_stderr(app_unchanged, capsys, monkeypatch):
     import _thread
 
     # stdlib's C hook (pytest installs its own), which writes to sys.__dict__['stderr']
@@ -344,6 +352,7 @@ def test_faulthandler_default_file_is_the_apps_stderr(app_unchanged, capfd):
 
 # --- descriptors 0-2 -----------------------------------------------------------------
 
+
 def test_ansible_detach_in_a_worker(app_unchanged, capfd):
     q = multiprocessing.Queue()
 
@@ -353,8 +362,18 @@ def test_ansible_detach_in_a_worker(app_unchanged, capfd):
         ids = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (0, 1, 2)]
         print("into the worker's StringIO")
         print("err too", file=sys.stderr)
-        q.put((written, ids, os.read(0, 10), sys.stdin.closed, sys.stdout.getvalue(),
-               sys.stderr.getvalue(), os.isatty(1), os.getsid(0)))
+        q.put(
+            (
+                written,
+                ids,
+                os.read(0, 10),
+                sys.stdin.closed,
+                sys.stdout.getvalue(),
+                sys.stderr.getvalue(),
+                os.isatty(1),
+                os.getsid(0),
+            )
+        )
 
     p = _run(body)
     assert p.exitcode == 0
@@ -375,8 +394,14 @@ def test_os_close_of_stdout_in_a_worker(app_unchanged, capfd):
     def body():
         os.close(1)
         errors = []
-        for call in (lambda: os.write(1, b"x"), lambda: os.fstat(1), lambda: os.close(1),
-                     lambda: os.dup(1), lambda: os.dup2(1, 2), lambda: os.fdopen(1, "w")):
+        for call in (
+            lambda: os.write(1, b"x"),
+            lambda: os.fstat(1),
+            lambda: os.close(1),
+            lambda: os.dup(1),
+            lambda: os.dup2(1, 2),
+            lambda: os.fdopen(1, "w"),
+        ):
             try:
                 call()
             except OSError as e:
@@ -513,6 +538,7 @@ def test_twenty_concurrent_workers_detach_and_print(app_unchanged, capfd):
 
 # --- outside workers and uninstall ------------------------------------------------
 
+
 def test_outside_workers_the_originals_run(app_unchanged):
     assert _stdio.worker() is None
     r, w = os.pipe()
@@ -560,8 +586,17 @@ def test_uninstall_restores_sys_and_os_and_reinstall_works(app_unchanged):
 
 def test_table_lists_the_stdio_rows():
     names = {p.name for p in _virtual.TABLE if p.owner is os}
-    assert {"dup2", "close", "closerange", "dup", "fdopen", "write", "read", "fstat",
-            "isatty"} <= names
+    assert {
+        "dup2",
+        "close",
+        "closerange",
+        "dup",
+        "fdopen",
+        "write",
+        "read",
+        "fstat",
+        "isatty",
+    } <= names
     assert [s.what for s in _virtual.SPECIAL] == ["sys.stdin, sys.stdout, sys.stderr"]
     for row in ("``sys.stdout``", "``os.dup2(fd, 0-2)``", "``os.close(0-2)``"):
         assert row in _virtual.__doc__

@@ -12,10 +12,30 @@ import ios_mp._core as core
 
 STUB = Path(__file__).resolve().parent.parent / "python" / "ios_mp" / "_core.pyi"
 # Attributes every extension class/module has that a stub does not list.
-IGNORED = {"__doc__", "__module__", "__new__", "__init__", "__dict__", "__weakref__",
-           "__reduce__", "__copy__", "__deepcopy__", "__repr__", "__traverse__", "__clear__",
-           "__enter__", "__exit__", "__loader__", "__spec__", "__package__", "__name__",
-           "__file__", "__all__", "__builtins__", "__cached__"}
+IGNORED = {
+    "__doc__",
+    "__module__",
+    "__new__",
+    "__init__",
+    "__dict__",
+    "__weakref__",
+    "__reduce__",
+    "__copy__",
+    "__deepcopy__",
+    "__repr__",
+    "__traverse__",
+    "__clear__",
+    "__enter__",
+    "__exit__",
+    "__loader__",
+    "__spec__",
+    "__package__",
+    "__name__",
+    "__file__",
+    "__all__",
+    "__builtins__",
+    "__cached__",
+}
 
 
 def stub_names() -> tuple[set[str], dict[str, set[str]]]:

@@ -185,8 +185,9 @@ def test_barrier_failing_action_breaks_it():
     assert b.broken
 
 
-@pytest.mark.parametrize("factory", ["Lock", "RLock", "Semaphore", "BoundedSemaphore",
-                                     "Condition", "Event"])
+@pytest.mark.parametrize(
+    "factory", ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event"]
+)
 def test_sharing_is_by_inheritance_only(factory):
     obj = getattr(multiprocessing, factory)()
     with pytest.raises(RuntimeError, match="through inheritance"):
@@ -195,8 +196,16 @@ def test_sharing_is_by_inheritance_only(factory):
 
 
 def test_stdlib_module_layout():
-    for name in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event",
-                 "Barrier", "SemLock"):
+    for name in (
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Event",
+        "Barrier",
+        "SemLock",
+    ):
         assert hasattr(multiprocessing.synchronize, name)
     assert issubclass(synchronize.BoundedSemaphore, synchronize.Semaphore)
     assert issubclass(synchronize.Lock, synchronize.SemLock)

@@ -128,8 +128,11 @@ def test_os_kill_and_killpg_of_a_vpid_reach_only_that_worker(app_unchanged):
         started.set()
         time.sleep(300)
 
-    for send, sig, code in [(os.kill, signal.SIGTERM, -15), (os.killpg, signal.SIGKILL, -9),
-                            (os.kill, signal.SIGUSR1, -signal.SIGUSR1)]:
+    for send, sig, code in [
+        (os.kill, signal.SIGTERM, -15),
+        (os.killpg, signal.SIGKILL, -9),
+        (os.kill, signal.SIGUSR1, -signal.SIGUSR1),
+    ]:
         started.clear()
         p = multiprocessing.Process(target=body)
         p.start()
@@ -202,8 +205,16 @@ def test_table_lists_every_patch_and_uninstall_restores_them():
     import ios_mp
 
     names = {(p.owner.__name__, p.name) for p in _virtual.TABLE}
-    for expected in [("os", "_exit"), ("time", "sleep"), ("os", "setsid"), ("os", "setpgrp"),
-                     ("os", "setpgid"), ("os", "getppid"), ("os", "kill"), ("os", "killpg")]:
+    for expected in [
+        ("os", "_exit"),
+        ("time", "sleep"),
+        ("os", "setsid"),
+        ("os", "setpgrp"),
+        ("os", "setpgid"),
+        ("os", "getppid"),
+        ("os", "kill"),
+        ("os", "killpg"),
+    ]:
         assert expected in names
     for p in _virtual.TABLE:
         assert getattr(p.owner, p.name) is p.replacement
@@ -228,8 +239,15 @@ def test_signal_handlers_are_per_worker(app_unchanged):
         # real call raises "signal only works in main thread".
         first = signal.signal(signal.SIGTERM, handler)
         second = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        q.put((first, second, signal.getsignal(signal.SIGTERM),
-               signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)))
+        q.put(
+            (
+                first,
+                second,
+                signal.getsignal(signal.SIGTERM),
+                signal.getsignal(signal.SIGINT),
+                signal.getsignal(signal.SIGHUP),
+            )
+        )
         with pytest.raises(ValueError, match="out of range"):
             signal.signal(0, handler)
         with pytest.raises(OSError):

@@ -21,10 +21,27 @@ import sys
 import warnings
 
 SUBMODULES = (
-    "context", "process", "queues", "synchronize", "connection", "managers", "pool",
-    "sharedctypes", "shared_memory", "heap", "util", "reduction", "resource_tracker",
-    "resource_sharer", "spawn", "forkserver", "popen_fork", "popen_spawn_posix",
-    "popen_forkserver", "dummy", "dummy.connection",
+    "context",
+    "process",
+    "queues",
+    "synchronize",
+    "connection",
+    "managers",
+    "pool",
+    "sharedctypes",
+    "shared_memory",
+    "heap",
+    "util",
+    "reduction",
+    "resource_tracker",
+    "resource_sharer",
+    "spawn",
+    "forkserver",
+    "popen_fork",
+    "popen_spawn_posix",
+    "popen_forkserver",
+    "dummy",
+    "dummy.connection",
 )
 
 _MISSING = object()
@@ -53,8 +70,11 @@ def install() -> None:
         return
     package = sys.modules[__name__.rpartition(".")[0]]
     ours = _ours(package)
-    previous = {k: v for k, v in sys.modules.items() if k == "multiprocessing"
-                or k.startswith("multiprocessing.")}
+    previous = {
+        k: v
+        for k, v in sys.modules.items()
+        if k == "multiprocessing" or k.startswith("multiprocessing.")
+    }
     stdlib = previous.get("multiprocessing")
     if stdlib is not None and stdlib is not package:
         warnings.warn(

@@ -43,14 +43,39 @@ from . import _core
 
 __all__ = ["share_type", "snapshot", "snapshot_process"]
 
-_ATOMS = (type(None), int, float, complex, bool, str, bytes, range, type(Ellipsis),
-          type(NotImplemented))
+_ATOMS = (
+    type(None),
+    int,
+    float,
+    complex,
+    bool,
+    str,
+    bytes,
+    range,
+    type(Ellipsis),
+    type(NotImplemented),
+)
 # Never copied: shared by reference, as fork inherits them.
 _SHARED: tuple[type, ...] = (
-    type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType,
-    types.GeneratorType, types.FrameType, types.TracebackType, types.CoroutineType,
-    weakref.ref, property, threading.Thread, io.IOBase, socket.socket, memoryview,
-    type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Event,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    types.GeneratorType,
+    types.FrameType,
+    types.TracebackType,
+    types.CoroutineType,
+    weakref.ref,
+    property,
+    threading.Thread,
+    io.IOBase,
+    socket.socket,
+    memoryview,
+    type(threading.Lock()),
+    type(threading.RLock()),
+    threading.Condition,
+    threading.Event,
 )
 _shared_types: set[type] = set()
 _CONTAINERS = (dict, list, tuple)
@@ -69,8 +94,14 @@ def share_type(cls: type) -> type:
 
 
 def _ios_mp_shared() -> tuple[type, ...]:
-    return (_core.SemLock, _core.Condition, _core.Event, _core.Barrier, _core._QueueBase,
-            _core.BaseProcess)
+    return (
+        _core.SemLock,
+        _core.Condition,
+        _core.Event,
+        _core.Barrier,
+        _core._QueueBase,
+        _core.BaseProcess,
+    )
 
 
 class _Copier:

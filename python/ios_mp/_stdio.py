@@ -105,11 +105,27 @@ def _std(fd: object) -> bool:
 
 # --- views --------------------------------------------------------------------
 
-_IO_METHODS = frozenset({
-    "fileno", "flush", "isatty", "read", "read1", "readable", "readinto", "readinto1",
-    "readline", "readlines", "seek", "seekable", "tell", "truncate", "writable", "write",
-    "writelines",
-})
+_IO_METHODS = frozenset(
+    {
+        "fileno",
+        "flush",
+        "isatty",
+        "read",
+        "read1",
+        "readable",
+        "readinto",
+        "readinto1",
+        "readline",
+        "readlines",
+        "seek",
+        "seekable",
+        "tell",
+        "truncate",
+        "writable",
+        "write",
+        "writelines",
+    }
+)
 
 
 def _closed_error(state: str) -> ValueError:
@@ -133,8 +149,17 @@ class WorkerStream:
     follows the worker's descriptor table (see the module docstring).
     """
 
-    __slots__ = ("__dict__", "__weakref__", "_ios_mp_buffer", "_ios_mp_fd", "_ios_mp_mode",
-                 "_ios_mp_origin", "_ios_mp_release", "_ios_mp_state", "_ios_mp_target")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_ios_mp_buffer",
+        "_ios_mp_fd",
+        "_ios_mp_mode",
+        "_ios_mp_origin",
+        "_ios_mp_release",
+        "_ios_mp_state",
+        "_ios_mp_target",
+    )
 
     def __init__(self, origin: Any, mode: str, state: str = _OPEN) -> None:
         self._ios_mp_origin = origin  # what the worker inherited
@@ -229,8 +254,11 @@ class WorkerStream:
     def _ios_mp_buffer_view(self) -> WorkerStream:
         bv = self._ios_mp_buffer
         if bv is None:
-            bv = WorkerStream(self._ios_mp_target.buffer, self._ios_mp_mode,
-                              _CLOSED if self._ios_mp_state == _CLOSED else _OPEN)
+            bv = WorkerStream(
+                self._ios_mp_target.buffer,
+                self._ios_mp_mode,
+                _CLOSED if self._ios_mp_state == _CLOSED else _OPEN,
+            )
             self._ios_mp_buffer = bv
         return bv
 
@@ -259,9 +287,13 @@ class WorkerStream:
         if self._ios_mp_release is not None:  # already a private stream of this worker
             return target.reconfigure(**kwargs)
         new = io.TextIOWrapper(
-            self._ios_mp_buffer_view(), encoding=target.encoding, errors=target.errors,
-            newline="\n", line_buffering=bool(getattr(target, "line_buffering", False)),
-            write_through=bool(getattr(target, "write_through", False)))
+            self._ios_mp_buffer_view(),
+            encoding=target.encoding,
+            errors=target.errors,
+            newline="\n",
+            line_buffering=bool(getattr(target, "line_buffering", False)),
+            write_through=bool(getattr(target, "write_through", False)),
+        )
         new.reconfigure(**kwargs)  # stdlib's argument checks and defaults
         if self._ios_mp_mode != "r":
             target.flush()
@@ -375,6 +407,7 @@ def _fd_stream(fd: int, name_fd: int, mode: str, like: Any) -> io.TextIOWrapper:
 
 # --- routers in sys.__dict__ ------------------------------------------------------
 
+
 class _Router:
     """``sys.__dict__[name]``: C code's handle on the calling thread's stream."""
 
@@ -435,11 +468,11 @@ def _app_set(name: str, value: Any) -> None:
 
 # --- per-worker state -----------------------------------------------------------
 
+
 class _Worker:
     """One worker's streams and descriptor table (shared by its threads)."""
 
-    __slots__ = ("__weakref__", "extra", "fds", "initial", "lock", "released", "streams",
-                 "views")
+    __slots__ = ("__weakref__", "extra", "fds", "initial", "lock", "released", "streams", "views")
 
     def __init__(self, streams: dict, fds: list) -> None:
         self.streams = streams  # name -> object (or _MISSING)
@@ -653,6 +686,7 @@ def _on_exit(proc) -> None:
 
 
 # --- sys.__class__ ----------------------------------------------------------------
+
 
 def _stream_property(name: str) -> property:
     missing = f"module 'sys' has no attribute '{name}'"

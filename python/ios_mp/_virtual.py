@@ -145,6 +145,7 @@ def _original(owner: Any, name: str) -> Any:
 
 # --- exit -------------------------------------------------------------------
 
+
 @_patch(os, "_exit", "ends only that worker, exit code n")
 def _exit(n: int) -> None:
     code = int(n)
@@ -160,6 +161,7 @@ def _sleep(seconds: float) -> None:
 
 
 # --- threading's waits ------------------------------------------------------------
+
 
 class _WaitLock:
     """What ``threading._allocate_lock()`` returns in a worker: a lock whose
@@ -214,8 +216,11 @@ class _WaitLock:
         return f"<{state} ios_mp._virtual._WaitLock object at {id(self):#x}>"
 
 
-@_patch(threading, "_allocate_lock",
-        "a lock whose waits terminate() and signals reach (Condition.wait & co)")
+@_patch(
+    threading,
+    "_allocate_lock",
+    "a lock whose waits terminate() and signals reach (Condition.wait & co)",
+)
 def _allocate_lock() -> Any:
     if _core._worker_process() is None:
         return _original(threading, "_allocate_lock")()
@@ -223,6 +228,7 @@ def _allocate_lock() -> Any:
 
 
 # --- session and process group ------------------------------------------------
+
 
 def _vpid() -> int | None:
     p = _core._worker_process()
@@ -287,6 +293,7 @@ def _getppid() -> int:
 
 
 # --- signals (machinery: _signals.py) -------------------------------------------
+
 
 def _valid_signum(signalnum: Any) -> int:
     n = int(signalnum)
@@ -366,6 +373,7 @@ _register_exit_hook()
 
 # --- signals to virtual pids --------------------------------------------------
 
+
 def _lookup(pid: int):
     from .process import _by_vpid
 
@@ -385,8 +393,12 @@ def _deliver(pid: int, sig: int) -> None:
     _signals.deliver(proc, sig)
 
 
-@_patch(os, "kill", "to a vpid: delivered to that worker, never to a real process",
-        "unchanged for real pids (a vpid is delivered virtually from anywhere)")
+@_patch(
+    os,
+    "kill",
+    "to a vpid: delivered to that worker, never to a real process",
+    "unchanged for real pids (a vpid is delivered virtually from anywhere)",
+)
 def _kill(pid: int, sig: int) -> None:
     if _core.is_virtual_pid(pid):
         _deliver(pid, sig)
@@ -394,8 +406,7 @@ def _kill(pid: int, sig: int) -> None:
     _original(os, "kill")(pid, sig)
 
 
-@_patch(os, "killpg", "to a vpid: as os.kill(vpid, sig)",
-        "unchanged for real process groups")
+@_patch(os, "killpg", "to a vpid: as os.kill(vpid, sig)", "unchanged for real process groups")
 def _killpg(pgid: int, sig: int) -> None:
     if _core.is_virtual_pid(pgid):
         _deliver(pgid, sig)
@@ -404,6 +415,7 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 # --- standard streams and descriptors 0-2 (machinery: _stdio.py) -------------
+
 
 class Special(NamedTuple):
     """A change install() makes that is not an attribute replacement."""
@@ -416,9 +428,13 @@ class Special(NamedTuple):
 
 
 SPECIAL: list[Special] = [
-    Special("sys.stdin, sys.stdout, sys.stderr", _stdio.install, _stdio.uninstall,
-            "the worker's own (read, assign, del); starts as a view of its parent's",
-            "the app's, exactly as assigned"),
+    Special(
+        "sys.stdin, sys.stdout, sys.stderr",
+        _stdio.install,
+        _stdio.uninstall,
+        "the worker's own (read, assign, del); starts as a view of its parent's",
+        "the app's, exactly as assigned",
+    ),
 ]
 
 
@@ -459,12 +475,22 @@ def _fdopen(fd, *args, **kwargs):
     return _fdopen_in_worker(w, fd, *args, **kwargs)
 
 
-def _fdopen_in_worker(w, fd, mode="r", buffering=-1, encoding=None, errors=None,
-                      newline=None, closefd=True, opener=None):
+def _fdopen_in_worker(
+    w,
+    fd,
+    mode="r",
+    buffering=-1,
+    encoding=None,
+    errors=None,
+    newline=None,
+    closefd=True,
+    opener=None,
+):
     real, new = w.fdopen_fd(fd, bool(closefd))
     try:
-        f = _original(os, "fdopen")(real, mode, buffering, encoding, errors, newline,
-                                    closefd, opener)
+        f = _original(os, "fdopen")(
+            real, mode, buffering, encoding, errors, newline, closefd, opener
+        )
     except BaseException:
         if new and closefd:
             _original(os, "close")(real)
@@ -512,18 +538,39 @@ def _on_worker_fd(name: str, default_fd: int | None = None, if_closed: Any = Non
 
 _patch(os, "dup", "of 0-2: a dup of the worker's descriptor")(_on_worker_fd("dup"))
 _patch(os, "isatty", "of 0-2: of the worker's descriptor (False once closed)")(
-    _on_worker_fd("isatty", if_closed=False))
+    _on_worker_fd("isatty", if_closed=False)
+)
 _patch(os, "get_terminal_size", "of 0-2 (default 1): of the worker's descriptor")(
-    _on_worker_fd("get_terminal_size", default_fd=1))
-for _name in ("write", "read", "readv", "writev", "pread", "pwrite", "fstat", "fstatvfs",
-              "ttyname", "device_encoding", "fsync", "fdatasync", "lseek", "ftruncate",
-              "get_inheritable", "set_inheritable", "get_blocking", "set_blocking"):
+    _on_worker_fd("get_terminal_size", default_fd=1)
+)
+for _name in (
+    "write",
+    "read",
+    "readv",
+    "writev",
+    "pread",
+    "pwrite",
+    "fstat",
+    "fstatvfs",
+    "ttyname",
+    "device_encoding",
+    "fsync",
+    "fdatasync",
+    "lseek",
+    "ftruncate",
+    "get_inheritable",
+    "set_inheritable",
+    "get_blocking",
+    "set_blocking",
+):
     _patch(os, _name, "of 0-2: on the worker's descriptor (EBADF once it closed it)")(
-        _on_worker_fd(_name))
+        _on_worker_fd(_name)
+    )
 del _name
 
 
 # --- install / uninstall --------------------------------------------------------
+
 
 def is_installed() -> bool:
     return _installed

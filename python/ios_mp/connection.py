@@ -364,8 +364,9 @@ def wait(object_list, timeout: float | None = None) -> list:
     (a later version waits on them natively).
     """
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    conns = [o for o in object_list
-             if isinstance(o, Connection) or getattr(o, "_ios_mp_pollable", False)]
+    conns = [
+        o for o in object_list if isinstance(o, Connection) or getattr(o, "_ios_mp_pollable", False)
+    ]
     others = [o for o in object_list if o not in conns]
     with selectors.DefaultSelector() as sel:
         for o in others:

@@ -276,8 +276,7 @@ _default_context = DefaultContext(_concrete_contexts["fork"])
 def assert_spawning(obj) -> None:
     """ios_mp never spawns: sharing happens by reference, through inheritance."""
     raise RuntimeError(
-        f"{type(obj).__name__} objects should only be shared between processes "
-        "through inheritance"
+        f"{type(obj).__name__} objects should only be shared between processes through inheritance"
     )
 
 
@@ -287,4 +286,3 @@ def get_spawning_popen():
 
 def set_spawning_popen(popen) -> None:
     pass
-

@@ -28,8 +28,15 @@ from queue import Empty, Full
 from . import _core
 from ._core import get_default_copy, set_default_copy
 
-__all__ = ["Empty", "Full", "JoinableQueue", "Queue", "SimpleQueue", "get_default_copy",
-           "set_default_copy"]
+__all__ = [
+    "Empty",
+    "Full",
+    "JoinableQueue",
+    "Queue",
+    "SimpleQueue",
+    "get_default_copy",
+    "set_default_copy",
+]
 
 _Base = _core._QueueBase
 

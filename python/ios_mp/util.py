@@ -21,10 +21,21 @@ import weakref
 from . import process
 
 __all__ = [
-    "SUBDEBUG", "SUBWARNING", "Finalize", "ForkAwareLocal", "ForkAwareThreadLock",
-    "abstract_sockets_supported", "debug",
-    "get_logger", "get_temp_dir", "info", "is_exiting", "log_to_stderr", "register_after_fork",
-    "sub_debug", "sub_warning",
+    "SUBDEBUG",
+    "SUBWARNING",
+    "Finalize",
+    "ForkAwareLocal",
+    "ForkAwareThreadLock",
+    "abstract_sockets_supported",
+    "debug",
+    "get_logger",
+    "get_temp_dir",
+    "info",
+    "is_exiting",
+    "log_to_stderr",
+    "register_after_fork",
+    "sub_debug",
+    "sub_warning",
 ]
 
 NOTSET = 0
@@ -170,8 +181,12 @@ class Finalize:
         except KeyError:
             sub_debug("finalizer no longer registered")
             return None
-        sub_debug("finalizer calling %s with args %s and kwargs %s", self._callback, self._args,
-                  self._kwargs)
+        sub_debug(
+            "finalizer calling %s with args %s and kwargs %s",
+            self._callback,
+            self._args,
+            self._kwargs,
+        )
         res = self._callback(*self._args, **self._kwargs)
         self._weakref = self._callback = self._args = self._kwargs = self._key = None
         return res
@@ -194,8 +209,9 @@ class Finalize:
             obj = None
         if obj is None:
             return "<%s object, dead>" % self.__class__.__name__
-        x = "<{} object, callback={}".format(self.__class__.__name__,
-                                          getattr(self._callback, "__name__", self._callback))
+        x = "<{} object, callback={}".format(
+            self.__class__.__name__, getattr(self._callback, "__name__", self._callback)
+        )
         if self._args:
             x += ", args=" + str(self._args)
         if self._kwargs:
@@ -210,11 +226,14 @@ def _run_finalizers(minpriority=None) -> None:
     if _finalizer_registry is None:
         return
     if minpriority is None:
+
         def f(p):
             return p[0] is not None
     else:
+
         def f(p):
             return p[0] is not None and p[0] >= minpriority
+
     keys = [key for key in list(_finalizer_registry) if f(key)]
     keys.sort(reverse=True)
     for key in keys:
@@ -237,9 +256,13 @@ def is_exiting() -> bool:
     return _exiting or _exiting is None
 
 
-def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
-                   active_children=process.active_children,
-                   current_process=process.current_process) -> None:
+def _exit_function(
+    info=info,
+    debug=debug,
+    _run_finalizers=_run_finalizers,
+    active_children=process.active_children,
+    current_process=process.current_process,
+) -> None:
     """At exit: finalizers, then terminate daemonic processes and join the rest."""
     global _exiting
     if not _exiting:

@@ -15,9 +15,26 @@ from queue import Queue
 from .connection import Pipe
 
 __all__ = [
-    "Array", "Barrier", "BoundedSemaphore", "Condition", "Event", "JoinableQueue", "Lock",
-    "Manager", "Namespace", "Pipe", "Pool", "Process", "Queue", "RLock", "Semaphore", "Value",
-    "active_children", "current_process", "freeze_support", "shutdown",
+    "Array",
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "JoinableQueue",
+    "Lock",
+    "Manager",
+    "Namespace",
+    "Pipe",
+    "Pool",
+    "Process",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "Value",
+    "active_children",
+    "current_process",
+    "freeze_support",
+    "shutdown",
 ]
 
 from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
