@@ -68,6 +68,10 @@ with properties)       ``print()``, ``input()`` and tracebacks
 ``os.dup(0-2)``,       of the worker's descriptor (``fdopen``: a   unchanged
 ``os.dup2(0-2, fd)``,  dup of it, so closing the file never closes
 ``os.fdopen(0-2)``     the app's)
+``fcntl.lockf``        whole-file locks exclude other workers and  also waits
+                       the app, as between processes; threads of   for workers'
+                       one worker never exclude each other         locks
+                       (``_fcntl.py``)
 ``os.write(0-2, b)``   on the worker's descriptor: also ``read``,  unchanged
 and others of 0-2      ``readv``, ``writev``, ``pread``,
                        ``pwrite``, ``fstat``, ``fstatvfs``,
@@ -100,7 +104,7 @@ import threading
 import time
 from typing import Any, Callable, NamedTuple
 
-from . import _core, _signals, _stdio
+from . import _core, _fcntl, _signals, _stdio
 from .process import ProcessTerminated
 
 __all__ = ["SPECIAL", "TABLE", "in_worker", "install", "is_installed", "uninstall"]
@@ -361,14 +365,16 @@ def _raise_signal(signalnum: int) -> None:
     _signals.deliver(proc, _valid_signum(signalnum))
 
 
-def _register_exit_hook() -> None:
+def _register_exit_hooks() -> None:
     from . import process
 
-    if _signals.forget not in process._exit_hooks:
-        process._exit_hooks.append(_signals.forget)
+    # What a worker's exit ends: its signal state, its POSIX record locks.
+    for hook in (_signals.forget, _fcntl.worker_exited):
+        if hook not in process._exit_hooks:
+            process._exit_hooks.append(hook)
 
 
-_register_exit_hook()
+_register_exit_hooks()
 
 
 # --- signals to virtual pids --------------------------------------------------
@@ -412,6 +418,21 @@ def _killpg(pgid: int, sig: int) -> None:
         _deliver(pgid, sig)
         return
     _original(os, "killpg")(pgid, sig)
+
+
+# --- POSIX record locks (machinery: _fcntl.py) -----------------------------------
+
+if _fcntl.fcntl is not None:
+
+    @_patch(
+        _fcntl.fcntl,
+        "lockf",
+        "whole-file locks exclude other workers and the app, as between processes",
+        "also: waits while a worker holds a conflicting lock (threads of the app"
+        " still never exclude each other)",
+    )
+    def _lockf(fd: Any, cmd: int, len: int = 0, start: int = 0, whence: int = 0) -> None:
+        return _fcntl.lockf(_original(_fcntl.fcntl, "lockf"), fd, cmd, len, start, whence)
 
 
 # --- standard streams and descriptors 0-2 (machinery: _stdio.py) -------------
