@@ -600,3 +600,24 @@ def test_table_lists_the_stdio_rows():
     assert [s.what for s in _virtual.SPECIAL] == ["sys.stdin, sys.stdout, sys.stderr"]
     for row in ("``sys.stdout``", "``os.dup2(fd, 0-2)``", "``os.close(0-2)``"):
         assert row in _virtual.__doc__
+
+
+def test_modules_imported_after_install_stay_plain_modules(tmp_path, monkeypatch):
+    """importlib makes new modules with ``type(sys)(name)``; with ``sys`` an ios_mp
+    subclass, every later import used to get the per-worker ``stdout`` property, so a
+    module's own global ``stdout`` read (and was set) as ``sys.stdout``."""
+    assert type(sys) is _stdio._SysModule
+    (tmp_path / "has_streams.py").write_text("stdout = 'mine'\nstderr = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "has_streams", raising=False)
+    import has_streams
+
+    assert type(has_streams) is types.ModuleType
+    assert type(type(sys)("made_like_importlib")) is types.ModuleType
+    assert has_streams.stdout == "mine" and has_streams.stderr is None
+    from has_streams import stdout
+
+    assert stdout == "mine"
+    saved = sys.stdout
+    has_streams.stdout = "changed"
+    assert sys.stdout is saved and has_streams.stdout == "changed"

@@ -732,6 +732,13 @@ def _stream_property(name: str) -> property:
 class _SysModule(types.ModuleType):
     """``sys`` while ios_mp is installed: per-worker ``stdin``/``stdout``/``stderr``."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # importlib makes every new module with ``type(sys)(name)``: those must stay
+        # plain modules (else a module's own global ``stdout`` would read as sys's).
+        module = types.ModuleType.__new__(types.ModuleType, *args, **kwargs)
+        types.ModuleType.__init__(module, *args, **kwargs)
+        return module
+
     stdin = _stream_property("stdin")
     stdout = _stream_property("stdout")
     stderr = _stream_property("stderr")
