@@ -489,3 +489,58 @@ def test_plugin_module_name_of_older_loaders():
     assert name(Loader(), (), {"name": "ansible_collections.a.b.c"}) == "ansible_collections.a.b.c"
     assert name(Loader(), (), {"python_module_name": "m", "path": "p"}) == "m"
     assert name(Loader(), (), {}) is None
+
+
+# --- per-worker worker.current_worker (hazard 11) --------------------------------------
+
+_WORKER_SOURCE = '''
+import importlib
+import multiprocessing
+
+current_worker = None
+
+
+class WorkerProcess(multiprocessing.Process):
+    def __init__(self, worker_id, all_started, out):
+        super().__init__()
+        self.worker_id = worker_id
+        self.all_started = all_started
+        self.out = out
+
+    def run(self):
+        global current_worker
+        current_worker = self  # as ansible's WorkerProcess.run does
+        self.all_started.wait(10)
+        # what Display.prompt_until does to find "its" worker:
+        seen = importlib.import_module(__name__).current_worker
+        self.out.put((self.worker_id, seen.worker_id))
+'''
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["with-patch", "without-patch"])
+def test_current_worker_is_per_worker(monkeypatch, patched):
+    import multiprocessing
+    import types
+
+    name = f"fake_ansible_worker_{patched}"
+    module = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, name, module)
+    exec(compile(_WORKER_SOURCE, name, "exec"), vars(module))
+    if patched:
+        compat._patch_worker(module)
+        compat._patch_worker(module)  # idempotent
+    all_started = multiprocessing.Barrier(3)
+    out = multiprocessing.Queue(copy=False)
+    ws = [module.WorkerProcess(i, all_started, out) for i in range(3)]
+    for w in ws:
+        w.start()
+    got = sorted(out.get(timeout=10) for _ in ws)
+    for w in ws:
+        w.join(10)
+    if patched:
+        assert got == [(0, 0), (1, 1), (2, 2)]
+        assert module.current_worker is not None  # the app reads the module's global
+        assert module.current_worker.worker_id in (0, 1, 2)
+    else:
+        # The bug the patch is for: every worker sees the same (last started) one.
+        assert len({seen for _, seen in got}) == 1

@@ -78,6 +78,13 @@ filter named 'b64decode'`` for 2 of 5 hosts in a fresh ``ansible-playbook``;
 ``install()`` makes a thread that asks for a plugin module another thread is
 loading wait for that load to finish, like ``import``'s per-module locks.
 
+Per-worker ``current_worker`` (hazard 11)
+-----------------------------------------
+``ansible.executor.process.worker.current_worker`` is a module global that each
+worker sets to itself and ``Display.prompt_until`` reads; with threads the last
+worker to start won, so a prompting worker waited on another worker's queue.
+``install()`` makes the module's ``current_worker``, read in a worker, that worker.
+
 Per-worker ``Display._final_q`` (hazard 3)
 ------------------------------------------
 ansible's worker calls ``display.set_queue(final_q)`` on the process-wide
@@ -658,9 +665,45 @@ def _patch_display(display_module: Any) -> None:
     _ensure_exit_hook()
 
 
+# --- per-worker ``worker.current_worker`` (hazard 11) -----------------------------------
+
+
+class _WorkerModule(types.ModuleType):
+    """The class of ``ansible.executor.process.worker`` once patched: reading its
+    ``current_worker`` in an ios_mp worker gives that worker's ``WorkerProcess``."""
+
+    @property
+    def current_worker(self) -> Any:
+        from .. import _core
+
+        proc = _core._worker_process()
+        worker_class = vars(self).get("WorkerProcess")
+        if proc is not None and worker_class is not None and isinstance(proc, worker_class):
+            return proc
+        return vars(self).get("current_worker")
+
+    @current_worker.setter
+    def current_worker(self, value: Any) -> None:
+        vars(self)["current_worker"] = value
+
+
+def _patch_worker(worker_module: Any) -> None:
+    """``worker.current_worker`` per worker (hazard 11, 2.16+): ``WorkerProcess.run``
+    does ``global current_worker; current_worker = self``, and ``Display.prompt_until``
+    reads it to send a prompt and wait for its reply on ``current_worker.worker_queue``.
+    Forked, each worker had its own global; as threads, the last worker to start won,
+    and a prompting worker (``pause``, paramiko's host-key question) sent another
+    worker's id and waited on another worker's queue for ever. In a worker, the
+    module's ``current_worker`` is now the worker itself (``current_process()``);
+    the assignment still lands in the module's dict, which the app's threads read."""
+    if type(worker_module) is types.ModuleType:
+        worker_module.__class__ = _WorkerModule
+
+
 _AFTER_IMPORT = {
     "ansible.plugins.loader": lambda m: _patch_plugin_loader(m),
     "ansible.utils.display": lambda m: _patch_display(m),
+    "ansible.executor.process.worker": lambda m: _patch_worker(m),
 }
 
 
