@@ -493,7 +493,7 @@ def test_plugin_module_name_of_older_loaders():
 
 # --- per-worker worker.current_worker (hazard 11) --------------------------------------
 
-_WORKER_SOURCE = '''
+_WORKER_SOURCE = """
 import importlib
 import multiprocessing
 
@@ -514,7 +514,7 @@ class WorkerProcess(multiprocessing.Process):
         # what Display.prompt_until does to find "its" worker:
         seen = importlib.import_module(__name__).current_worker
         self.out.put((self.worker_id, seen.worker_id))
-'''
+"""
 
 
 @pytest.mark.parametrize("patched", [True, False], ids=["with-patch", "without-patch"])
