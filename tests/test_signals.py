@@ -230,6 +230,28 @@ def test_raise_signal_and_kill_of_self_run_the_handler_before_returning(app_sign
     p.join(5)
 
 
+def test_kill_of_the_apps_pid_in_a_worker_reaches_the_worker_not_the_app(app_signals):
+    """ansible 2.19's TaskQueueManager handler re-sends SIGTERM with
+    ``os.kill(os.getpid(), signum)`` after setting SIG_DFL; a worker's getpid() is
+    the app's pid, so the real call would end the app."""
+
+    def body(q):
+        q.put("ready")
+        got = []
+        signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        q.put(got)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # ends the worker, with -15
+        q.put("not reached")
+
+    p, q = _start(body)
+    assert q.get(timeout=5) == [signal.SIGUSR1]
+    p.join(5)
+    assert p.exitcode == -signal.SIGTERM
+    assert q.empty()
+
+
 def test_signals_go_to_the_workers_own_thread_only(app_signals):
     def body(q):
         signal.signal(signal.SIGUSR1, _raise_boom)

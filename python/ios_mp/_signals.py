@@ -195,14 +195,14 @@ def deliver(proc: Any, signalnum: int) -> None:
     """Send signal ``signalnum`` to worker ``proc`` (a started ios_mp process)."""
     sig = int(signalnum)
     if sig == signal.SIGKILL:
-        proc.kill()
+        _end_by(proc, sig)
         return
     handler = get_handler(proc.pid, sig)
     if handler is signal.SIG_IGN:
         return
     if handler is signal.SIG_DFL or not callable(handler):
         if sig not in _DEFAULT_IGNORE:
-            proc._send_signal(sig)
+            _end_by(proc, sig)
         return
     if not _core._signal_worker(proc, sig):
         return
@@ -212,6 +212,23 @@ def deliver(proc: Any, signalnum: int) -> None:
         # handler before it returns. (A no-op in the worker's other threads:
         # its own thread runs the handler, as soon as it can.)
         _run_pending(sys._getframe(1))
+
+
+def _end_by(proc: Any, sig: int) -> None:
+    """End worker ``proc`` with exit code ``-sig``, a signal's default action.
+    Called in a thread of ``proc`` itself (``os.kill`` of oneself, a handler set
+    back to SIG_DFL), this does not return, as a real ``kill()`` of oneself."""
+    proc._send_signal(sig)
+    me = _core._worker_process()
+    if me is None or me.pid != proc.pid:
+        return
+    from .process import ProcessTerminated, _absorb_termination
+
+    try:
+        _absorb_termination()  # the asynchronous one, if it is for this thread
+    except ProcessTerminated:
+        pass
+    raise ProcessTerminated(f"process terminated by signal {sig}")
 
 
 def _run_pending(frame: Any = None) -> None:
@@ -228,15 +245,7 @@ def _run_pending(frame: Any = None) -> None:
         if callable(handler):
             handler(sig, frame if frame is not None else sys._getframe(1))
         elif handler is signal.SIG_DFL and sig not in _DEFAULT_IGNORE:
-            # The disposition went back to the default meanwhile.
-            proc._send_signal(sig)
-            from .process import ProcessTerminated, _absorb_termination
-
-            try:
-                _absorb_termination()
-            except ProcessTerminated:
-                pass
-            raise ProcessTerminated(f"process terminated by signal {sig}")
+            _end_by(proc, sig)  # the disposition went back to the default meanwhile
 
 
 def _absorb() -> None:

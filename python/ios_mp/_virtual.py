@@ -36,7 +36,9 @@ call                   in a worker                                 elsewhere
                        exists, SIGKILL kills, others as its        for real
                        disposition says (handler, ignore, or end   pids
                        with ``-s``); never reaches a real
-                       process (from anywhere, app included)
+                       process (from anywhere, app included);
+                       ``os.kill(os.getpid(), s)`` in a worker is
+                       delivered to that worker itself
 ``os.killpg(vpid,s)``  as ``os.kill(vpid, s)``                     unchanged
 ``signal.signal``,     a per-worker handler table (no ValueError   unchanged
 ``signal.getsignal``   off the main thread); returns the previous
@@ -409,6 +411,14 @@ def _kill(pid: int, sig: int) -> None:
     if _core.is_virtual_pid(pid):
         _deliver(pid, sig)
         return
+    if pid == os.getpid():
+        me = _vpid()
+        if me is not None:
+            # A worker's os.getpid() is the app's pid: "kill myself" (ansible
+            # 2.19's TaskQueueManager re-sends SIGTERM so) must reach the worker,
+            # never the app.
+            _deliver(me, sig)
+            return
     _original(os, "kill")(pid, sig)
 
 
