@@ -3,11 +3,18 @@
 Run it with ``python -m ios_mp --sandbox ios examples/demo.py``.
 """
 
+from __future__ import annotations
+
 import multiprocessing as mp
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Lock
 
 
-def square(q, lock, n):
+def square(q: Queue[tuple[int, int, str]], lock: Lock, n: int) -> None:
     with lock:
         q.put((n, n * n, mp.current_process().name))
 
