@@ -415,6 +415,136 @@ def test_reliability_20_hosts_20_times(sshd, inv_dir):
     assert not bad, bad
 
 
+def _in_background(fn, *args, **kwargs):
+    """Run ``fn`` on an app thread (not an ios_mp worker), as an iOS app runs
+    ansible off its UI thread; returns (thread, result holder)."""
+    out: dict = {}
+
+    def body():
+        try:
+            out["result"] = fn(*args, **kwargs)
+        except BaseException as e:  # pragma: no cover - reported by the test
+            out["error"] = e
+
+    t = threading.Thread(target=body, name="app-background-run")
+    t.start()
+    return t, out
+
+
+def _no_worker_left(timeout: float = 5.0) -> list:
+    deadline = time.monotonic() + timeout
+    left = []
+    while time.monotonic() < deadline:
+        from ios_mp.process import _by_vpid
+
+        left = [p for p in list(_by_vpid.values()) if p.is_alive()]
+        if not left:
+            break
+        time.sleep(0.05)
+    return left
+
+
+@pytest.mark.timeout(300)
+def test_background_thread_run_and_cancel_from_the_main_thread(sshd, inv_dir):
+    """An app runs ansible on a background thread and cancels it from the UI (main)
+    thread: the run stops within 5 s with ansible's interrupted result (rc 99), no
+    worker remains, the app's handlers/streams/descriptors are unchanged, and the
+    next run (again in the background) works."""
+    _xfail_without_compat()
+    inv = _inventory(inv_dir, sshd, 3, "paramiko_ssh")
+    before = _app_state()
+    t, out = _in_background(ios_run, "pb_vars.yml", inv, 3, {"run_id": "bg-1"})
+    t.join(240)
+    assert "error" not in out, out.get("error")
+    first = out["result"]
+    assert first.rc == 0 and first.recap["h01"]["failed"] == 0, first.stdout[-3000:]
+
+    cancel = threading.Event()
+    t, out = _in_background(
+        ia.run_playbook,
+        PB / "pb_long.yml",
+        inv,
+        forks=3,
+        extra_vars={"run_id": "bg-cancel"},
+        env=ENV,
+        cancel=cancel,
+    )
+    time.sleep(3.0)  # the workers are in their 60 s remote command by now
+    assert t.is_alive()
+    cancelled_at = time.monotonic()
+    cancel.set()
+    t.join(60)
+    took = time.monotonic() - cancelled_at
+    assert not t.is_alive()
+    assert "error" not in out, out.get("error")
+    res = out["result"]
+    assert res.rc == 99, (res.rc, res.stdout[-2000:], res.stderr[-2000:])
+    assert took < 5.0, took
+    assert _no_worker_left() == []
+    assert _app_state() == before
+
+    t, out = _in_background(ios_run, "pb_vars.yml", inv, 3, {"run_id": "bg-after"})
+    t.join(240)
+    assert out["result"].rc == 0, out["result"].stdout[-2000:]
+    assert (out["result"].rc, out["result"].recap) == (first.rc, first.recap)
+
+
+def test_run_playbook_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="forks must be a positive int, got 0"):
+        ia.run_playbook(PB / "pb_tiny.yml", forks=0)
+    with pytest.raises(TypeError, match=r"cancel must have an is_set\(\) method"):
+        ia.run_playbook(PB / "pb_tiny.yml", cancel=True)
+    with pytest.raises(ValueError, match="cancel_timeout must be a positive number, got 0"):
+        ia.run_playbook(PB / "pb_tiny.yml", cancel_timeout=0)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_one_hundred_runs_leak_no_thread_fd_or_memory():
+    """100 run_playbook() calls in one process (half from a background thread): after
+    a warm-up, no thread, descriptor or process is left behind and RSS stays flat."""
+    import gc
+
+    _xfail_without_compat()
+    env = dict(ENV)
+
+    def run(i: int) -> ia.PlaybookResult:
+        return ia.run_playbook(
+            PB / "pb_tiny.yml", extra_args=["-i", "localhost,"], extra_vars={"run_id": i}, env=env
+        )
+
+    def check(r: ia.PlaybookResult) -> None:
+        assert r.rc == 0 and r.recap["localhost"]["ok"] == 2, (r.rc, r.stdout[-2000:])
+
+    for i in range(10):  # warm-up: imports, caches, the plugin loader's first loads
+        check(run(i))
+    gc.collect()
+    threads, fds, rss = threading.active_count(), _fd_count(), _rss_mb()
+    for i in range(10, 100):
+        if i % 2:
+            t, out = _in_background(run, i)
+            t.join(60)
+            check(out["result"])
+        else:
+            check(run(i))
+    gc.collect()
+    assert _no_worker_left() == []
+    assert threading.active_count() == threads, threading.enumerate()
+    assert _fd_count() == fds, os.listdir("/proc/self/fd")
+    grown = _rss_mb() - rss
+    print(f"RSS after 10 runs {rss:.1f} MB, after 100 runs +{grown:.1f} MB")
+    assert grown < 20, f"RSS grew {grown:.1f} MB over 90 runs"
+
+
 def test_timings_report():
     """Not a check: prints ios_mp vs fork wall time of the runs above (pytest -s)."""
     for k, v in TIMINGS.items():

@@ -13,11 +13,15 @@ What differs from running ``ansible-playbook``:
 * No process is created; the workers are threads of the app. Only the ``paramiko_ssh``
   connection plugin works without ``subprocess`` (iOS); ansible-core 2.21 removed it, so
   pin ``ansible-core<2.21`` (see docs/ansible.md).
-* ansible-core 2.19+ installs SIGINT/SIGTERM handlers in ``TaskQueueManager.__init__``:
-  unless ios_mp virtualizes ``signal.signal`` for the calling thread, call
-  ``run_playbook()`` from the main thread.
-* If ``ios_mp.ansible.compat`` exists, its ``install()`` (the ansible-specific patches)
-  is applied before the first run.
+* ``ansible-playbook``'s own process is an ios_mp worker too (``_Controller``): what
+  ansible does to its process (2.19+'s ``TaskQueueManager`` installs SIGINT/SIGTERM
+  handlers, which would raise ``ValueError`` off the main thread) stays in that worker,
+  so ``run_playbook()`` can be called from any thread, and the app's handlers, streams
+  and descriptors are never touched.
+* A run is cancelled with an event (``cancel=``), the app's Cancel button; it is Ctrl-C
+  to that run.
+* ``ios_mp.ansible.compat.install()`` (the ansible-specific patches) is applied before
+  the first run.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from .. import context as _context
 
 __all__ = ["CALLBACK_DIR", "PlaybookResult", "reset_ansible_globals", "run_playbook"]
 
@@ -112,13 +118,9 @@ def _install_compat() -> None:
     global _compat_installed
     if _compat_installed:
         return
-    try:
-        from . import compat  # type: ignore[attr-defined]
-    except ImportError:
-        compat = None
-    install = getattr(compat, "install", None)
-    if install is not None:
-        install()
+    from . import compat
+
+    compat.install()
     _compat_installed = True
 
 
@@ -130,9 +132,9 @@ def reset_ansible_globals() -> list[str]:
     version silently re-runs the first playbook) and, on 2.19+, fails with
     ``VaultSecretsContext context is already initialized``. Also cleared: the display's
     worker queue (``Display._final_q``, set by workers; a stale one would make the main
-    thread queue its own output) and ``ansible.context.CLIARGS``. ``run_playbook`` also
-    puts back the SIGINT/SIGTERM handlers that 2.19+'s ``TaskQueueManager`` leaves
-    installed.
+    thread queue its own output), ``ansible.context.CLIARGS``, the extra vars
+    ``load_extra_vars`` memoizes, and the collection finder (each run configures its
+    own).
     """
     done: list[str] = []
     try:
@@ -163,6 +165,18 @@ def reset_ansible_globals() -> list[str]:
             ansible_vars.load_extra_vars.extra_vars = None
         done.append("ansible.utils.vars.load_extra_vars.extra_vars")
     try:
+        from ansible.utils.collection_loader import AnsibleCollectionConfig
+        from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+    except ImportError:
+        pass
+    else:
+        # Each run configures the collection finder from its own settings (a second
+        # configure warns "AnsibleCollectionFinder has already been configured" and
+        # keeps the first run's collection paths).
+        if AnsibleCollectionConfig.collection_finder is not None:
+            _AnsibleCollectionFinder._remove()
+        done.append("ansible's collection finder (sys.meta_path, sys.path_hooks)")
+    try:
         from ansible.utils.display import Display
     except ImportError:
         pass
@@ -172,18 +186,6 @@ def reset_ansible_globals() -> list[str]:
             disp._final_q = None
         done.append("ansible.utils.display.Display()._final_q")
     return done
-
-
-def _save_signals() -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore_signals(saved: Mapping[int, Any]) -> None:
-    for signum, handler in saved.items():
-        if handler is not None and signal.getsignal(signum) is not handler:
-            signal.signal(signum, handler)
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -227,6 +229,114 @@ def _iter_args(
             yield os.fspath(p)
 
 
+class _Controller(_context.Process):
+    """``ansible-playbook``'s own process, as an ios_mp worker.
+
+    ``run_playbook`` runs ``PlaybookCLI(args).run()`` in an ios_mp process (a thread of
+    the app), so that what ansible does to *its* process -- 2.19+'s
+    ``TaskQueueManager`` installs SIGINT/SIGTERM handlers (which raises ``ValueError``
+    off the main thread), re-sends SIGTERM to ``os.getpid()``, the stdout callback
+    writes to ``sys.stdout`` -- happens to that worker and not to the app, from any
+    thread of the app. ansible's workers are its children. Cancelling the run is
+    Ctrl-C to it: SIGINT to its virtual pid, which ansible handles as it does a
+    terminal's Ctrl-C (rc 99).
+    """
+
+    # No fork-like snapshot: run_playbook reads the results back from this object.
+    __ios_mp_snapshot__ = False
+
+    def __init__(self, args: list[str], capture: bool, echo: bool) -> None:
+        super().__init__(name="ansible-playbook", daemon=False)
+        self.args = args
+        self.rc = 0
+        self.exc: BaseException | None = None
+        self.out = self.err = None
+        if capture:
+            self.out, self.err = _Tee(sys.stdout, echo), _Tee(sys.stderr, echo)
+
+    def run(self) -> None:
+        self._main()
+
+    def _main(self) -> None:
+        from ansible.cli.playbook import PlaybookCLI
+
+        from ..process import ProcessTerminated
+
+        if self.out is not None:
+            sys.stdout, sys.stderr = self.out, self.err  # this worker's own streams
+        try:
+            self.rc = PlaybookCLI(self.args).run()
+        except ProcessTerminated:
+            raise
+        except BaseException as e:
+            self.exc = e
+            self.rc = _exit_code(e)
+            if not isinstance(e, (SystemExit, KeyboardInterrupt)):
+                try:
+                    from ansible.utils.display import Display
+
+                    Display().error(e)
+                except Exception:
+                    pass
+        finally:
+            try:
+                sys.stdout.flush()
+            except Exception:
+                pass
+
+    def interrupt(self) -> None:
+        """Ctrl-C: SIGINT to the run's virtual pid (delivered to it only)."""
+        try:
+            os.kill(self.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass  # it has just ended
+
+    def kill_all(self) -> None:
+        """End the run and every worker it started, at once (exit code -9)."""
+        from ..process import _by_vpid
+
+        doomed = {self.pid}
+        for p in list(_by_vpid.values()):
+            chain, q = [], p
+            while q is not None and q.pid not in doomed and len(chain) < 64:
+                chain.append(q)
+                q = _by_vpid.get(q._parent_pid or 0)
+            if q is not None and q.pid in doomed:
+                doomed.update(c.pid for c in chain)
+        for pid in doomed:
+            p = _by_vpid.get(pid)
+            if p is not None and p.is_alive():
+                p.kill()
+
+    def wait_for_end(self, cancel: Any, cancel_timeout: float) -> None:
+        """Join the run. ``cancel`` set, or Ctrl-C in this (main) thread, interrupts
+        it; a second Ctrl-C, or ``cancel_timeout`` seconds after the interrupt, kills it."""
+        interrupted_at: float | None = None
+        while True:
+            try:
+                self.join(_POLL)
+                if not self.is_alive():
+                    return
+                if interrupted_at is None:
+                    if cancel is not None and cancel.is_set():
+                        self.interrupt()
+                        interrupted_at = time.monotonic()
+                elif time.monotonic() - interrupted_at > cancel_timeout:
+                    self.kill_all()
+                    self.join()
+                    self.rc = self.rc or 99
+                    return
+            except KeyboardInterrupt:
+                if interrupted_at is None:
+                    self.interrupt()
+                    interrupted_at = time.monotonic()
+                else:
+                    self.kill_all()
+
+
+_POLL = 0.05  # seconds between looks at ``cancel`` while a run goes on
+
+
 def run_playbook(
     playbook: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     inventory: str | os.PathLike[str] | None = None,
@@ -237,6 +347,8 @@ def run_playbook(
     env: Mapping[str, str] | None = None,
     capture: bool = True,
     echo: bool = False,
+    cancel: Any = None,
+    cancel_timeout: float = 10.0,
 ) -> PlaybookResult:
     """Run ``ansible-playbook [-i inventory] [-f forks] [-e extra_vars] *extra_args playbook``
     in this process, with ios_mp as ``multiprocessing``, and return a ``PlaybookResult``.
@@ -248,10 +360,26 @@ def run_playbook(
     ``echo`` also passes it on to the streams. Calls are serialized (one run at a time per
     process: ansible's state is process-global). Unlike ``ansible-playbook`` this never
     calls ``sys.exit``: every exception of the run becomes ``rc`` like the CLI does it.
+
+    The run is ``ansible-playbook``'s process as an ios_mp worker (a thread; see
+    ``_Controller``), so it can be called from any thread: the app's signal handlers,
+    ``sys.stdout`` and descriptors are never touched (``capture`` and ``echo`` act on
+    that worker's streams; ``echo`` writes to the calling thread's ``sys.stdout``).
+
+    Cancelling: ``cancel`` is an object with ``is_set()`` (``threading.Event``); once it
+    is set, the run gets SIGINT, as from a terminal's Ctrl-C: ansible stops its workers
+    and the result has ``rc`` 99 (interrupted) and the recap of what ran. Ctrl-C in the
+    calling thread (the main thread) does the same. If the run has not ended
+    ``cancel_timeout`` seconds after that (or at a second Ctrl-C), it and every worker
+    it started are killed (``rc`` 99).
     """
     global _recap_sink
     if forks is not None and (not isinstance(forks, int) or forks < 1):
         raise ValueError(f"forks must be a positive int, got {forks!r}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(f"cancel must have an is_set() method (threading.Event), got {cancel!r}")
+    if not isinstance(cancel_timeout, (int, float)) or not cancel_timeout > 0:
+        raise ValueError(f"cancel_timeout must be a positive number, got {cancel_timeout!r}")
     args = ["ansible-playbook"]
     if inventory is not None:
         args += ["-i", os.fspath(inventory)]
@@ -271,45 +399,23 @@ def run_playbook(
     run_env.update(env or {})
     with _run_lock, _Env(run_env):
         reset_ansible_globals()
-        from ansible.cli.playbook import PlaybookCLI
         from ansible.plugins.loader import callback_loader
 
         callback_loader.add_directory(CALLBACK_DIR)
         recaps: list[tuple[dict, list]] = []
         _recap_sink = lambda recap, problems: recaps.append((recap, problems))  # noqa: E731
-        out = err = None
-        saved = sys.stdout, sys.stderr
-        if capture:
-            out, err = _Tee(saved[0], echo), _Tee(saved[1], echo)
-            sys.stdout, sys.stderr = out, err
-        # 2.19+ TaskQueueManager.__init__ installs SIGINT/SIGTERM handlers and never
-        # puts the old ones back (a CLI process just exits): restore the app's.
-        saved_signals = _save_signals()
+        controller = _Controller(args, capture, echo)
         t0 = time.monotonic()
-        exc: BaseException | None = None
         try:
-            rc = PlaybookCLI(args).run()
-        except BaseException as e:
-            exc = e
-            rc = _exit_code(e)
-            if isinstance(e, (SystemExit, KeyboardInterrupt)) is False:
-                try:
-                    from ansible.utils.display import Display
-
-                    Display().error(e)
-                except Exception:
-                    pass
+            controller.start()
+            controller.wait_for_end(cancel, cancel_timeout)
         finally:
             seconds = time.monotonic() - t0
-            if capture:
-                try:
-                    sys.stdout.flush()
-                except Exception:
-                    pass
-                sys.stdout, sys.stderr = saved
             _recap_sink = None
-            _restore_signals(saved_signals)
             reset_ansible_globals()
+    out, err, exc, rc = controller.out, controller.err, controller.exc, controller.rc
+    if exc is None and controller.exitcode not in (0, None):
+        rc = rc or (99 if controller.exitcode == -signal.SIGKILL else 250)
     return PlaybookResult(
         rc=int(rc or 0),
         recap=recaps[-1][0] if recaps else {},
