@@ -12,11 +12,22 @@ closest to a thread's.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import process
 from . import reduction as _default_reduction
 
-__all__ = []  # names are reached as multiprocessing.<name>
+if TYPE_CHECKING:
+    import logging
+    from types import ModuleType
+
+    from . import connection as _connection
+    from . import managers as _managers
+    from . import pool as _pool
+    from . import queues as _queues
+    from . import synchronize as _synchronize
+
+__all__: list[str] = []  # names are reached as multiprocessing.<name>
 
 
 class ProcessError(Exception):
@@ -39,6 +50,7 @@ _reducer = _default_reduction
 
 
 class BaseContext:
+    _name: str
     ProcessError = ProcessError
     BufferTooShort = BufferTooShort
     TimeoutError = TimeoutError
@@ -54,89 +66,102 @@ class BaseContext:
             raise NotImplementedError("cannot determine number of cpus")
         return num
 
-    def Manager(self):
+    def Manager(self) -> _managers.SyncManager:
         from .managers import SyncManager
 
         m = SyncManager(ctx=self.get_context())
         m.start()
         return m
 
-    def Pipe(self, duplex: bool = True):
+    def Pipe(self, duplex: bool = True) -> tuple[_connection.Connection, _connection.Connection]:
         from .connection import Pipe
 
         return Pipe(duplex)
 
-    def Lock(self):
+    def Lock(self) -> _synchronize.Lock:
         from .synchronize import Lock
 
         return Lock(ctx=self.get_context())
 
-    def RLock(self):
+    def RLock(self) -> _synchronize.RLock:
         from .synchronize import RLock
 
         return RLock(ctx=self.get_context())
 
-    def Condition(self, lock=None):
+    def Condition(
+        self, lock: _synchronize.Lock | _synchronize.RLock | None = None
+    ) -> _synchronize.Condition:
         from .synchronize import Condition
 
         return Condition(lock, ctx=self.get_context())
 
-    def Semaphore(self, value: int = 1):
+    def Semaphore(self, value: int = 1) -> _synchronize.Semaphore:
         from .synchronize import Semaphore
 
         return Semaphore(value, ctx=self.get_context())
 
-    def BoundedSemaphore(self, value: int = 1):
+    def BoundedSemaphore(self, value: int = 1) -> _synchronize.BoundedSemaphore:
         from .synchronize import BoundedSemaphore
 
         return BoundedSemaphore(value, ctx=self.get_context())
 
-    def Event(self):
+    def Event(self) -> _synchronize.Event:
         from .synchronize import Event
 
         return Event(ctx=self.get_context())
 
-    def Barrier(self, parties: int, action=None, timeout=None):
+    def Barrier(
+        self,
+        parties: int,
+        action: Callable[[], object] | None = None,
+        timeout: float | None = None,
+    ) -> _synchronize.Barrier:
         from .synchronize import Barrier
 
         return Barrier(parties, action, timeout, ctx=self.get_context())
 
-    def Queue(self, maxsize: int = 0, *, copy: bool | None = None):
+    def Queue(self, maxsize: int = 0, *, copy: bool | None = None) -> _queues.Queue:
         from .queues import Queue
 
         return Queue(maxsize, ctx=self.get_context(), copy=copy)
 
-    def JoinableQueue(self, maxsize: int = 0, *, copy: bool | None = None):
+    def JoinableQueue(self, maxsize: int = 0, *, copy: bool | None = None) -> _queues.JoinableQueue:
         from .queues import JoinableQueue
 
         return JoinableQueue(maxsize, ctx=self.get_context(), copy=copy)
 
-    def SimpleQueue(self, *, copy: bool | None = None):
+    def SimpleQueue(self, *, copy: bool | None = None) -> _queues.SimpleQueue:
         from .queues import SimpleQueue
 
         return SimpleQueue(ctx=self.get_context(), copy=copy)
 
-    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+    ) -> _pool.Pool:
         from .pool import Pool
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
-    def RawValue(self, typecode_or_type, *args):
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         from .sharedctypes import RawValue
 
         return RawValue(typecode_or_type, *args)
 
-    def RawArray(self, typecode_or_type, size_or_initializer):
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
         from .sharedctypes import RawArray
 
         return RawArray(typecode_or_type, size_or_initializer)
 
-    def Value(self, typecode_or_type, *args, lock=True):
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
         from .sharedctypes import Value
 
         return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
 
-    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
         from .sharedctypes import Array
 
         return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
@@ -144,12 +169,12 @@ class BaseContext:
     def freeze_support(self) -> None:
         """Nothing to do: no frozen executable is ever re-launched."""
 
-    def get_logger(self):
+    def get_logger(self) -> logging.Logger:
         from .util import get_logger
 
         return get_logger()
 
-    def log_to_stderr(self, level=None):
+    def log_to_stderr(self, level: int | str | None = None) -> logging.Logger:
         from .util import log_to_stderr
 
         return log_to_stderr(level)
@@ -162,7 +187,7 @@ class BaseContext:
         """Recorded only: no interpreter is ever executed."""
         self._executable = executable
 
-    def set_forkserver_preload(self, module_names) -> None:
+    def set_forkserver_preload(self, module_names: Iterable[str]) -> None:
         """Recorded only: there is no fork server."""
         self._forkserver_preload = list(module_names)
 
@@ -182,16 +207,16 @@ class BaseContext:
     def get_start_method(self, allow_none: bool = False) -> str:
         return self._name
 
-    def set_start_method(self, method, force: bool = False) -> None:
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
         raise ValueError("cannot set start method of concrete context")
 
     @property
-    def reducer(self):
+    def reducer(self) -> ModuleType:
         """The module used for pickling (``multiprocessing.reduction``), as stdlib."""
         return _reducer
 
     @reducer.setter
-    def reducer(self, reduction) -> None:
+    def reducer(self, reduction: ModuleType) -> None:
         global _reducer
         _reducer = reduction
 
@@ -251,7 +276,7 @@ class DefaultContext(BaseContext):
             return self._actual_context
         return super().get_context(method)
 
-    def set_start_method(self, method, force: bool = False) -> None:
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
         if self._actual_context is not None and not force:
             raise RuntimeError("context has already been set")
         if method is None and force:
@@ -259,7 +284,7 @@ class DefaultContext(BaseContext):
             return
         self._actual_context = self.get_context(method)
 
-    def get_start_method(self, allow_none: bool = False):
+    def get_start_method(self, allow_none: bool = False) -> str | None:  # type: ignore[override]
         if self._actual_context is None:
             if allow_none:
                 return None
@@ -273,16 +298,16 @@ class DefaultContext(BaseContext):
 _default_context = DefaultContext(_concrete_contexts["fork"])
 
 
-def assert_spawning(obj) -> None:
+def assert_spawning(obj: object) -> None:
     """ios_mp never spawns: sharing happens by reference, through inheritance."""
     raise RuntimeError(
         f"{type(obj).__name__} objects should only be shared between processes through inheritance"
     )
 
 
-def get_spawning_popen():
+def get_spawning_popen() -> None:
     return None
 
 
-def set_spawning_popen(popen) -> None:
+def set_spawning_popen(popen: object) -> None:
     pass
