@@ -188,7 +188,10 @@ class BaseContext:
         self._executable = executable
 
     def set_forkserver_preload(self, module_names: Iterable[str]) -> None:
-        """Recorded only: there is no fork server."""
+        """Recorded only: there is no fork server. ``module_names`` must be a
+        list of strings, as stdlib checks."""
+        if not all(type(mod) is str for mod in module_names):
+            raise TypeError("module_names must be a list of strings")
         self._forkserver_preload = list(module_names)
 
     def get_context(self, method: str | None = None) -> BaseContext:

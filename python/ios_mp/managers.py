@@ -129,7 +129,10 @@ def dispatch(c, id, methodname, args=(), kwds=None):
     kind, result = c.recv()
     if kind == "#RETURN":
         return result
-    raise convert_to_error(kind, result)
+    try:
+        raise convert_to_error(kind, result)
+    finally:
+        del result  # break reference cycle (as stdlib 3.13)
 
 
 def convert_to_error(kind, result):
@@ -402,6 +405,10 @@ class Server:
                 util.info(" ... exception was %r", e)
                 conn.close()
                 sys.exit(1)
+            # ios_mp: the server is a thread of the app, so what it still
+            # references until the next request (arguments, result, an error)
+            # would stay alive in the app, not in another process.
+            request = args = kwds = obj = function = res = msg = None
 
     def fallback_getvalue(self, conn, ident, obj):
         return obj
@@ -1259,7 +1266,10 @@ class BaseProxy:
             conn = self._Client(token.address, authkey=self._authkey)
             dispatch(conn, None, "decref", (token.id,))
             return proxy
-        raise convert_to_error(kind, result)
+        try:
+            raise convert_to_error(kind, result)
+        finally:
+            del result  # break reference cycle (as stdlib 3.13)
 
     def _getvalue(self):
         """

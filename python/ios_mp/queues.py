@@ -77,6 +77,11 @@ class _Reader:
     def close(self) -> None:
         pass  # the queue itself is closed with close()
 
+    @property
+    def closed(self) -> bool:
+        """True once the queue is closed (stdlib: its pipe end is closed)."""
+        return self._queue._is_closed()
+
     def fileno(self) -> int:
         raise OSError("an ios_mp queue has no file descriptor")
 
@@ -129,3 +134,7 @@ class SimpleQueue(_Base):
     @property
     def _reader(self) -> _Reader:
         return _Reader(self)
+
+    # stdlib's SimpleQueue is a pipe: tests check ``_reader.closed`` and
+    # ``_writer.closed`` after close(); both ends are this queue.
+    _writer = _reader
