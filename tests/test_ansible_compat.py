@@ -202,9 +202,13 @@ ANSIBLE = importlib.util.find_spec("ansible") is not None
 IMPORT_PLAYBOOK_CLI = textwrap.dedent(
     """
     import os, sys
-    if os.environ.get("WITH_COMPAT"):
+    keep = os.environ.get("STAND_INS")
+    if keep is not None:
         from ios_mp.ansible import compat
         compat.install()
+        for name in ("pwd", "grp"):
+            if name not in keep.split():
+                sys.modules[name] = None  # this stand-in taken out again
     try:
         from ansible.cli.playbook import PlaybookCLI  # noqa: F401
     except BaseException as exc:  # ansible.cli exits 5 on an import error
@@ -217,15 +221,20 @@ IMPORT_PLAYBOOK_CLI = textwrap.dedent(
 
 @pytest.mark.no_sandbox
 @pytest.mark.skipif(not ANSIBLE, reason="ansible-core is not installed")
-@pytest.mark.parametrize("with_compat", [False, True], ids=["without-compat", "with-compat"])
-def test_playbook_cli_imports_under_the_sandbox_only_with_compat(tmp_path, with_compat):
+@pytest.mark.parametrize(
+    "stand_ins", [None, "pwd", "grp", "pwd grp"], ids=["no-compat", "pwd-only", "grp-only", "both"]
+)
+def test_playbook_cli_imports_under_the_sandbox_only_with_both_stand_ins(tmp_path, stand_ins):
+    """Each stand-in is needed: without pwd, ansible.utils.display's getpass.getuser()
+    fails (USER/LOGNAME unset, as in an app); without grp, module_utils.basic does."""
     script = tmp_path / "import_cli.py"
     script.write_text(IMPORT_PLAYBOOK_CLI)
     env = {k: v for k, v in os.environ.items() if k not in sandbox.USER_VARIABLES}
     package_root = os.path.dirname(os.path.dirname(ios_mp.__file__))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    if with_compat:
-        env["WITH_COMPAT"] = "1"
+    if stand_ins is not None:
+        env["STAND_INS"] = stand_ins
+    with_compat = stand_ins == "pwd grp"
     result = subprocess.run(
         [sys.executable, "-m", "ios_mp", "--sandbox", "ios", str(script)],
         env=env,
@@ -341,6 +350,28 @@ def test_display_final_q_is_per_worker():
     assert not any(k[1] != 0 for k in Display.__dict__["_final_q"]._values)  # forgotten at exit
 
 
+def test_without_the_patch_a_workers_set_queue_switches_the_apps_display():
+    """Why hazard 3's patch is needed: one Display singleton, one ``_final_q``."""
+    import multiprocessing
+
+    class Display:
+        _final_q = None
+
+        def set_queue(self, q):
+            self._final_q = q
+
+    d = Display()
+    singleton = {"d": d}  # as ansible's Display() singleton, reached by the worker's code
+
+    def worker():
+        singleton["d"].set_queue("worker queue")
+
+    p = multiprocessing.Process(target=worker)
+    p.start()
+    p.join(10)
+    assert d._final_q == "worker queue"  # the app's output would now go to that queue
+
+
 # --- one import of each plugin module at a time (hazard 15) ----------------------------
 
 
@@ -421,6 +452,27 @@ def test_workers_never_see_a_half_run_plugin_module(monkeypatch, plugin_modules)
 
     assert _run_workers(5, body) == {i: ["b64decode"] for i in range(5)}
     assert runs == [name]  # its code ran once
+
+
+def test_without_the_patch_workers_see_a_half_run_plugin_module(plugin_modules):
+    """Why hazard 15's patch is needed: ansible's own loader, unpatched."""
+    import time
+
+    def core(module):
+        time.sleep(0.5)  # the other workers ask for it meanwhile
+        module.FILTERS = {"b64decode": len}
+
+    _, PluginLoader = _ansible_like_loader(lambda name: core)  # compat never sees it
+    name = "ansible.plugins.filter.unpatched_test_hazard15"
+    plugin_modules.append(name)
+
+    def body(i):
+        m = PluginLoader()._load_module_source(python_module_name=name, path="core.py")
+        return sorted(getattr(m, "FILTERS", {}))
+
+    got = _run_workers(5, body)
+    assert [] in got.values()  # "No filter named 'b64decode'"
+    assert ["b64decode"] in got.values()
 
 
 def test_a_failed_plugin_load_is_retried_by_the_next_worker(monkeypatch, plugin_modules):
