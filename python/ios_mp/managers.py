@@ -566,6 +566,7 @@ class Server:
 
 class State:
     __slots__ = ["value"]
+    value: int
     INITIAL = 0
     STARTED = 1
     SHUTDOWN = 2
