@@ -93,10 +93,11 @@ def install() -> None:
             saved[name] = mod
             del sys.modules[name]
     sys.modules.update(ours)
-    from . import _virtual, process
+    from . import _futures, _virtual, process
 
     process._patch_threading()
     _virtual.install()
+    _futures.install()
     _saved = saved
 
 
@@ -110,8 +111,9 @@ def uninstall() -> None:
             sys.modules.pop(name, None)
         else:
             sys.modules[name] = mod  # type: ignore[assignment]
-    from . import _virtual, process
+    from . import _futures, _virtual, process
 
+    _futures.uninstall()
     _virtual.uninstall()
     process._unpatch_threading()
     _saved = None

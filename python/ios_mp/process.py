@@ -40,6 +40,8 @@ __all__ = ["BaseProcess", "active_children", "current_process", "parent_process"
 
 VPID_BASE = _core.VPID_BASE
 ProcessTerminated = _core.ProcessTerminated
+# The native class says module "_core", which pickle cannot import.
+ProcessTerminated.__module__ = "ios_mp._core"
 
 
 class AuthenticationString(bytes):

@@ -109,6 +109,12 @@ class Queue(_Base):
     def _reader(self) -> _Reader:
         return _Reader(self)
 
+    def _terminate_broken(self) -> None:
+        """Close the queue on error (stdlib 3.12+; ``ProcessPoolExecutor`` calls it
+        on its call queue when the pool breaks)."""
+        self.close()
+        self.join_thread()
+
 
 class JoinableQueue(Queue):
     def __init__(self, maxsize: int = 0, *, ctx=None, copy: bool | None = None) -> None:
