@@ -10,11 +10,11 @@ iOS app), prints how to run a playbook against it, and stops sshd on Ctrl-C::
     python -m ios_mp.ansible.demo start [--hosts N] [--dir DIR]  # in the background
     python -m ios_mp.ansible.demo stop [--dir DIR]
 
-Everything lives in DIR (default ``/tmp/iosmp-demo``): ``sshd_config``, the keys,
-``inventory.ini``, ``sshd.log``, ``sshd.pid`` and ``work/`` (a directory the login user
-can write, the inventory's ``workdir`` variable). The system's sshd config and
-``~/.ssh`` are never touched. As root, the login user is a dedicated one,
-``iosmp-demo`` (shell ``/bin/sh``; created with ``useradd`` if missing); otherwise
+Everything lives in DIR (default ``$IOS_MP_DEMO_DIR`` or ``/tmp/iosmp-demo``):
+``sshd_config``, the keys, ``inventory.ini``, ``sshd.log``, ``sshd.pid`` and ``work/``
+(a directory the login user can write, the inventory's ``workdir`` variable). The
+system's sshd config and ``~/.ssh`` are never touched. As root, the login user is a
+dedicated one, ``iosmp-demo`` (shell ``/bin/sh``; created with ``useradd`` if missing); otherwise
 sshd runs as the current user and logs in as that user (a non-root sshd can only
 authenticate the user it runs as).
 
@@ -101,11 +101,9 @@ def _kill_pid(pid: int, timeout: float) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -152,6 +150,16 @@ def _login_user(user: str | None) -> Any:
     return pwd.getpwnam(name)
 
 
+def _check_reachable(d: Path, user: str) -> None:
+    # sshd reads AuthorizedKeysFile as the login user: every parent must let it through
+    for parent in d.parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise SshdUnavailable(
+                f"directory {d}: user {user!r} cannot reach it ({parent} has no "
+                "search permission for others); choose one under /tmp"
+            )
+
+
 def start_sshd(
     directory: str | os.PathLike[str] | None = None,
     *,
@@ -188,6 +196,8 @@ def start_sshd(
         d = Path(directory).resolve()
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o755)
+    if os.geteuid() == 0 and account.pw_uid != 0:
+        _check_reachable(d, account.pw_name)
     for name in ("host_ed25519", "client_ed25519"):
         for suffix in ("", ".pub"):
             (d / (name + suffix)).unlink(missing_ok=True)
@@ -310,6 +320,7 @@ def _state(directory: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited one not yet reaped by its parent does not)."""
     if pid <= 0:
         return False
     try:
@@ -318,7 +329,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def stop_sshd(directory: str | os.PathLike[str] = DEFAULT_DIR, timeout: float = 10.0) -> bool:
@@ -392,7 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run: until Ctrl-C (default); start: in the background; stop: a started one",
     )
     parser.add_argument("--hosts", type=int, default=5, help="inventory aliases (default 5)")
-    parser.add_argument("--dir", default=DEFAULT_DIR, help=f"state dir (default {DEFAULT_DIR})")
+    parser.add_argument(
+        "--dir",
+        default=os.environ.get("IOS_MP_DEMO_DIR") or DEFAULT_DIR,
+        help=f"state dir (default: $IOS_MP_DEMO_DIR or {DEFAULT_DIR})",
+    )
     parser.add_argument("--user", default=None, help=f"login user when root ({DEMO_USER})")
     parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     args = parser.parse_args(argv)
