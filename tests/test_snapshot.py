@@ -169,3 +169,37 @@ def test_snapshot_function_rules():
         cur = nxt
     with pytest.raises(RecursionError):
         _snapshot.snapshot(deep)
+
+
+class PicklesLossily:
+    """ansible-core 2.18's VariableManager shape: its pickle protocol drops the loader."""
+
+    def __init__(self, loader):
+        self._loader = loader
+        self.facts = {"a": 1}
+
+    def __getstate__(self):
+        return {"facts": self.facts}
+
+    def __setstate__(self, data):
+        self.facts = data["facts"]
+        self._loader = None
+
+
+def test_a_pickle_protocol_is_not_used_fork_copies_the_fields():
+    loader = Task()
+    vm = PicklesLossily(loader)
+    out = multiprocessing.Queue(copy=False)
+
+    def body(vm):
+        vm.facts["a"] = 2  # the worker's own copy
+        out.put((type(vm._loader).__name__, vm._loader is loader, dict(vm.facts)))
+
+    p = multiprocessing.Process(target=body, args=(vm,))
+    p.start()
+    got = out.get(timeout=10)
+    p.join(10)
+    assert got == ("Task", False, {"a": 2})  # a copy of the loader, not None
+    assert vm.facts == {"a": 1} and vm._loader is loader
+    copied = _snapshot.snapshot([vm, vm])
+    assert copied[0] is copied[1] and copied[0]._loader is not None

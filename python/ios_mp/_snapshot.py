@@ -188,17 +188,21 @@ class _Copier:
 
 
 _plain: dict[type, bool] = {}
-_object_getstate = getattr(object, "__getstate__", None)
 
 
 def _is_plain(cls: type) -> bool:
-    """Instances are copied field by field: no custom copy/pickle protocol."""
+    """Instances are copied field by field, as fork copies them: no custom copy
+    protocol (``__deepcopy__``, ``__reduce__``/``__reduce_ex__``), no ``__slots__``,
+    the default ``__new__``. A custom ``__getstate__``/``__setstate__`` does not
+    count: that is how an object is *pickled* (spawn), and a forked child never
+    pickles what it inherits. (ansible-core 2.18's ``VariableManager.__setstate__``
+    sets ``_loader = None``: a worker given the pickle round trip failed with
+    ``'NoneType' object has no attribute 'get_basedir'`` at its first
+    ``delegate_to``.)"""
     return (
         getattr(cls, "__deepcopy__", None) is None
         and cls.__reduce_ex__ is object.__reduce_ex__
         and cls.__reduce__ is object.__reduce__
-        and getattr(cls, "__getstate__", None) is _object_getstate
-        and getattr(cls, "__setstate__", None) is None
         and not any("__slots__" in vars(k) for k in cls.__mro__[:-1])
         and cls.__new__ is object.__new__
     )

@@ -210,7 +210,10 @@ class Connection:
     def send(self, obj) -> None:
         self._check_closed()
         self._check_writable()
-        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        if _ForkingPickler._extra_reducers:  # reduction.register()ed types, as stdlib
+            data = bytes(_ForkingPickler.dumps(obj, pickle.HIGHEST_PROTOCOL))
+        else:
+            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
         self._check_peer_reads()
         self._outbox._put(data)
 

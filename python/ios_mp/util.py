@@ -1,6 +1,8 @@
 """``multiprocessing.util``: logging helpers, finalizers and exit handling.
 
-As stdlib, except that nothing here is fork-specific: ``register_after_fork``
+As stdlib (records of ios_mp's Rust core, logger ``"ios_mp"``, reach
+``get_logger()``'s logger too, like stdlib's own internal messages), except that
+nothing here is fork-specific: ``register_after_fork``
 records the callback but there is never a fork to call it after, and
 ``ForkAwareLocal``/``ForkAwareThreadLock`` are plain thread-local/lock objects.
 At interpreter exit ``_exit_function`` terminates daemonic processes and joins
@@ -81,6 +83,36 @@ def get_logger() -> logging.Logger:
             logging.addLevelName(SUBDEBUG, "SUBDEBUG")
             logging.addLevelName(SUBWARNING, "SUBWARNING")
     return _logger
+
+
+# The Rust core logs through pyo3-log to the Python logger named after its log
+# target, "ios_mp". pyo3-log caches each logger's level at its first record, so
+# that logger is set to DEBUG (the most pyo3-log passes) once, here, before any
+# record; _CoreRecords then hands each record to the multiprocessing logger (as
+# stdlib's internals log there) when that one is enabled for it, and lets it go
+# on to the "ios_mp" logger's own handlers and ancestors only at the level they
+# would have had without this (the parent's effective level: the root's).
+CORE_LOGGER_NAME = "ios_mp"
+
+
+class _CoreRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger = _logger
+        if logger is not None and logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+        parent = logging.getLogger(CORE_LOGGER_NAME).parent
+        return parent is None or record.levelno >= parent.getEffectiveLevel()
+
+
+def _route_core_records() -> None:
+    core = logging.getLogger(CORE_LOGGER_NAME)
+    if not any(isinstance(f, _CoreRecords) for f in core.filters):
+        core.addFilter(_CoreRecords())
+    if core.level == logging.NOTSET:
+        core.setLevel(DEBUG)
+
+
+_route_core_records()
 
 
 def log_to_stderr(level=None) -> logging.Logger:
