@@ -753,6 +753,8 @@ MESSAGE_LENGTH = 40 if _sys.version_info >= (3, 12) else 20
 _CHALLENGE = b"#CHALLENGE#"
 _WELCOME = b"#WELCOME#"
 _FAILURE = b"#FAILURE#"
+if _sys.version_info < (3, 12):  # their public names before 3.12
+    CHALLENGE, WELCOME, FAILURE = _CHALLENGE, _WELCOME, _FAILURE
 _ALLOWED_DIGESTS = frozenset({b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"})
 _MAX_DIGEST_LEN = max(len(_) for _ in _ALLOWED_DIGESTS)
 _MD5ONLY_MESSAGE_LENGTH = 20

@@ -4,7 +4,9 @@
 and returns a working context for each (Ansible asks for ``'fork'``). They
 differ only in their name and in the ``Process`` subclass they hand out
 (``ForkProcess``, ``SpawnProcess``, ``ForkServerProcess``, as stdlib names them);
-every one of them runs processes as threads. The default start method reports
+every one of them runs processes as threads. As in a spawned stdlib child, the
+default context of a process started by 'spawn' or 'forkserver' is that one
+(``get_start_method()`` there says so). The default start method reports
 ``'fork'``, whose semantics (no pickling of the process's arguments) are the
 closest to a thread's.
 """
@@ -274,6 +276,9 @@ class DefaultContext(BaseContext):
 
     def get_context(self, method: str | None = None) -> BaseContext:
         if method is None:
+            spawned = _spawned_context()
+            if spawned is not None:
+                return spawned
             if self._actual_context is None:
                 self._actual_context = self._default_context
             return self._actual_context
@@ -288,6 +293,9 @@ class DefaultContext(BaseContext):
         self._actual_context = self.get_context(method)
 
     def get_start_method(self, allow_none: bool = False) -> str | None:  # type: ignore[override]
+        spawned = _spawned_context()
+        if spawned is not None:
+            return spawned._name
         if self._actual_context is None:
             if allow_none:
                 return None
@@ -299,6 +307,20 @@ class DefaultContext(BaseContext):
 
 
 _default_context = DefaultContext(_concrete_contexts["fork"])
+
+
+def _spawned_context() -> BaseContext | None:
+    """In a process started by the 'spawn' or 'forkserver' context, that context.
+
+    A spawned stdlib child sets its start method to the one that started it, so
+    there ``get_start_method()`` is 'spawn' (or 'forkserver') whatever the parent's
+    default; a forked child inherits its parent's default, which here is simply
+    the app's. Only the calling process's own start method is looked at.
+    """
+    method = getattr(type(process.current_process()), "_start_method", None)
+    if method in ("spawn", "forkserver"):
+        return _concrete_contexts[method]
+    return None
 
 
 def assert_spawning(obj: object) -> None:
