@@ -35,6 +35,24 @@ from tests.ansible.conftest import (  # noqa: F401  (fixtures)
     write_inventory,
 )
 
+
+def _login_name() -> str:
+    """The user this test runs as. Not "mobile" (the app's user on iOS): a `local`
+    connection expands its remote_tmp ``~/.ansible/tmp`` as ``~<user>`` in a shell,
+    and for a user that does not exist here the shell made a literal ``~mobile``
+    directory in the playbook's directory."""
+    name = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if name:
+        return name
+    with unsandboxed():
+        try:
+            import pwd
+
+            return pwd.getpwuid(os.getuid()).pw_name
+        except Exception:
+            return "mobile"
+
+
 PB = Path(__file__).resolve().parent / "ansible"
 BIN = Path(sys.executable).parent
 ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
@@ -47,10 +65,10 @@ ENV = {
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_LOCAL_TEMP": "/tmp/iosmp-ansible-local",
     # getpass.getuser() (ansible.utils.display, at import) reads these before it falls
-    # back to pwd, which the faithful iOS sandbox removes. Until ios_mp.ansible.compat
-    # provides a user name, the tests give one.
-    "USER": os.environ.get("USER") or "mobile",
-    "LOGNAME": os.environ.get("LOGNAME") or os.environ.get("USER") or "mobile",
+    # back to pwd, which the faithful iOS sandbox removes (ios_mp.ansible.compat's pwd
+    # stand-in also reads them).
+    "USER": _login_name(),
+    "LOGNAME": _login_name(),
 }
 TIMINGS: dict[str, dict[str, float]] = {}
 
