@@ -596,3 +596,60 @@ def test_current_worker_is_per_worker(monkeypatch, patched):
     else:
         # The bug the patch is for: every worker sees the same (last started) one.
         assert len({seen for _, seen in got}) == 1
+
+
+# --- where ansible writes, in an app container ---------------------------------------
+
+
+def test_container_paths_on_ios_only_and_never_over_the_apps(monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in compat.CONTAINER_PATHS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert compat._set_container_paths() == {}
+    assert "ANSIBLE_HOME" not in os.environ
+    monkeypatch.setattr(sys, "platform", "ios")
+    assert compat._set_container_paths() == {
+        "ANSIBLE_HOME": str(tmp_path / "Library" / "ansible"),
+        "ANSIBLE_LOCAL_TEMP": os.path.join(tempfile.gettempdir(), "ansible-local"),
+    }
+    assert os.environ["ANSIBLE_HOME"] == str(tmp_path / "Library" / "ansible")
+    monkeypatch.setenv("ANSIBLE_HOME", "/app/chose/this")
+    monkeypatch.delenv("ANSIBLE_LOCAL_TEMP")
+    assert list(compat._set_container_paths()) == ["ANSIBLE_LOCAL_TEMP"]
+    assert os.environ["ANSIBLE_HOME"] == "/app/chose/this"
+
+
+@pytest.mark.no_sandbox
+@pytest.mark.skipif(not ANSIBLE, reason="ansible-core is not installed")
+def test_ansible_uses_the_container_paths_under_the_ios_platform(tmp_path):
+    """Under the sandbox's sys.platform emulation, ansible's constants (read at its
+    first import) name the container paths."""
+    script = tmp_path / "paths.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys
+            from ios_mp import sandbox
+            sandbox.enable("ios", platform=True)
+            from ios_mp.ansible import compat
+            compat.install()
+            from ansible import constants as C
+            print("HOME", C.config.get_config_value("ANSIBLE_HOME"))
+            print("TMP", C.DEFAULT_LOCAL_TMP)
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["HOME"] = str(tmp_path)
+    env["USER"] = "mobile"
+    package_root = os.path.dirname(os.path.dirname(ios_mp.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=50
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"HOME {tmp_path}/Library/ansible" in result.stdout, result.stdout
+    assert "ansible-local" in result.stdout.split("TMP ", 1)[1], result.stdout

@@ -50,6 +50,13 @@ entry, the app's own user:
   ``__match_args__``, the real ``repr`` and pickling, built from a sequence of the
   right length like the real struct sequences.
 
+Where ansible writes, in an app container
+----------------------------------------
+On iOS (``sys.platform == "ios"``) ``install()`` points ``ANSIBLE_HOME`` at
+``$HOME/Library/ansible`` and ``ANSIBLE_LOCAL_TEMP`` at the temp directory, unless
+the environment names them: ansible's default ``~/.ansible`` is at the root of the
+app's data container, which is not writable (see ``_set_container_paths``).
+
 Per-worker connection caches (hazard 10)
 ----------------------------------------
 ``paramiko_ssh`` (and 2.19's copy ``_paramiko_ssh``) keeps its clients in the
@@ -115,7 +122,15 @@ import types
 import weakref
 from typing import Any, Callable
 
-__all__ = ["DEFAULT_USER", "STAND_INS", "PerWorkerCache", "install", "installed", "uninstall"]
+__all__ = [
+    "CONTAINER_PATHS",
+    "DEFAULT_USER",
+    "STAND_INS",
+    "PerWorkerCache",
+    "install",
+    "installed",
+    "uninstall",
+]
 
 #: The user name of the stand-in entry when the environment names none.
 DEFAULT_USER = "mobile"
@@ -758,6 +773,44 @@ def _install_cache_isolation() -> None:
             _isolate_caches(module)
 
 
+# --- where ansible writes, inside an app container ---------------------------------------
+
+#: What ``install()`` sets in ``os.environ`` on iOS when the app has not set it:
+#: name -> path relative to ``HOME`` (``None``: under ``tempfile.gettempdir()``).
+CONTAINER_PATHS = {
+    "ANSIBLE_HOME": "Library/ansible",
+    "ANSIBLE_LOCAL_TEMP": None,
+}
+
+
+def _set_container_paths() -> dict[str, str]:
+    """ansible-core (2.14+) writes under ``ANSIBLE_HOME``, ``~/.ansible`` by default:
+    ``tmp/`` (``DEFAULT_LOCAL_TMP``, a directory per run, on every run), the galaxy
+    cache, collections installed by ``ansible-galaxy``. In an iOS app ``HOME`` is the
+    app's data container, whose root is not writable: only ``Documents``, ``Library``
+    (and ``Library/Caches``) and ``tmp`` are (``TMPDIR`` is ``$HOME/tmp``). On iOS
+    (``sys.platform == "ios"``, also under ``ios_mp.sandbox.enable(platform=True)``)
+    this sets ``ANSIBLE_HOME`` to ``$HOME/Library/ansible`` and ``ANSIBLE_LOCAL_TEMP``
+    to ``<tempfile.gettempdir()>/ansible-local``, each only if the environment does
+    not name it already. Returns what it set. Elsewhere (Android's ``HOME`` is the
+    app's writable files directory; desktops) it sets nothing."""
+    if sys.platform != "ios":
+        return {}
+    import tempfile
+
+    home = os.path.expanduser("~")
+    done = {}
+    for name, relative in CONTAINER_PATHS.items():
+        if os.environ.get(name):
+            continue
+        if relative is None:
+            path = os.path.join(tempfile.gettempdir(), "ansible-local")
+        else:
+            path = os.path.join(home, relative)
+        os.environ[name] = done[name] = path
+    return done
+
+
 def _is_stand_in(module: Any) -> bool:
     return getattr(module, "__ios_mp_stand_in__", False) is True
 
@@ -785,6 +838,7 @@ def install() -> tuple[str, ...]:
                 _installed[name] = (current, stand_in)
                 sys.modules[name] = stand_in
         _install_cache_isolation()
+        _set_container_paths()
         return installed()
 
 
