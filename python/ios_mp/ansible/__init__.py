@@ -73,17 +73,23 @@ class PlaybookResult:
 
 
 class _Tee(io.TextIOBase):
-    """Writes go to the original stream and to a buffer; everything else is delegated."""
+    """Writes go to the original stream, to a buffer and to ``on_output``; everything
+    else is delegated."""
 
-    def __init__(self, orig: Any, echo: bool) -> None:
+    def __init__(
+        self, orig: Any, echo: bool, on_output: Callable[[str], None] | None = None
+    ) -> None:
         self._orig = orig
         self._echo = echo
+        self._on_output = on_output
         self._buf = io.StringIO()
         self._lock = threading.Lock()
 
     def write(self, s: str) -> int:
         with self._lock:
             self._buf.write(s)
+        if self._on_output is not None:
+            self._on_output(s)  # outside the lock: it may write to this stream again
         if self._echo and self._orig is not None:
             self._orig.write(s)
         return len(s)
@@ -245,14 +251,21 @@ class _Controller(_context.Process):
     # No fork-like snapshot: run_playbook reads the results back from this object.
     __ios_mp_snapshot__ = False
 
-    def __init__(self, args: list[str], capture: bool, echo: bool) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        capture: bool,
+        echo: bool,
+        on_output: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(name="ansible-playbook", daemon=False)
         self.args = args
         self.rc = 0
         self.exc: BaseException | None = None
         self.out = self.err = None
-        if capture:
-            self.out, self.err = _Tee(sys.stdout, echo), _Tee(sys.stderr, echo)
+        if capture or on_output is not None:
+            self.out = _Tee(sys.stdout, echo, on_output)
+            self.err = _Tee(sys.stderr, echo, on_output)
 
     def run(self) -> None:
         self._main()
@@ -347,6 +360,7 @@ def run_playbook(
     env: Mapping[str, str] | None = None,
     capture: bool = True,
     echo: bool = False,
+    on_output: Callable[[str], None] | None = None,
     cancel: Any = None,
     cancel_timeout: float = 10.0,
 ) -> PlaybookResult:
@@ -366,6 +380,12 @@ def run_playbook(
     ``sys.stdout`` and descriptors are never touched (``capture`` and ``echo`` act on
     that worker's streams; ``echo`` writes to the calling thread's ``sys.stdout``).
 
+    Live output: ``on_output`` (a callable) is called with each piece of text the run
+    writes to its ``sys.stdout`` or ``sys.stderr``, as it is written, whether or not
+    ``capture`` is on. It is called from the run's threads, not the caller's: an app
+    hands the text to its UI thread (``loop.call_soon_threadsafe``) and returns. What
+    it raises propagates into that write, as a failing stream's error would.
+
     Cancelling: ``cancel`` is an object with ``is_set()`` (``threading.Event``); once it
     is set, the run gets SIGINT, as from a terminal's Ctrl-C: ansible stops its workers
     and the result has ``rc`` 99 (interrupted) and the recap of what ran. Ctrl-C in the
@@ -378,6 +398,8 @@ def run_playbook(
         raise ValueError(f"forks must be a positive int, got {forks!r}")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(f"cancel must have an is_set() method (threading.Event), got {cancel!r}")
+    if on_output is not None and not callable(on_output):
+        raise TypeError(f"on_output must be callable, got {on_output!r}")
     if not isinstance(cancel_timeout, (int, float)) or not cancel_timeout > 0:
         raise ValueError(f"cancel_timeout must be a positive number, got {cancel_timeout!r}")
     args = ["ansible-playbook"]
@@ -404,7 +426,7 @@ def run_playbook(
         callback_loader.add_directory(CALLBACK_DIR)
         recaps: list[tuple[dict, list]] = []
         _recap_sink = lambda recap, problems: recaps.append((recap, problems))  # noqa: E731
-        controller = _Controller(args, capture, echo)
+        controller = _Controller(args, capture, echo, on_output)
         t0 = time.monotonic()
         try:
             controller.start()
@@ -420,8 +442,8 @@ def run_playbook(
         rc=int(rc or 0),
         recap=recaps[-1][0] if recaps else {},
         problems=recaps[-1][1] if recaps else [],
-        stdout=out.getvalue() if out is not None else "",
-        stderr=err.getvalue() if err is not None else "",
+        stdout=out.getvalue() if out is not None and capture else "",
+        stderr=err.getvalue() if err is not None and capture else "",
         seconds=seconds,
         exception=exc,
     )
