@@ -15,6 +15,8 @@
 # Env:
 #   IOS_MP_PYTHONS="3.11 3.13"   only these minor versions (default: 3.9 3.10 3.11 3.12 3.13)
 #   IOS_MP_SKIP_BUILD=1          reuse the wheel already in dist/ (no maturin build)
+#   IOS_MP_ANSIBLE_CORE=2.18     test with ansible-core 2.18.x instead of the defaults (see
+#                                ansible_deps; scripts/test-ansible-versions.sh)
 #   IOS_MP_PYTEST_TIMEOUT=900    wall-clock limit in seconds for one version's pytest run,
 #                                on top of pytest-timeout's per-test limit; catches hangs at
 #                                interpreter shutdown (0 disables)
@@ -166,7 +168,13 @@ PY
 
 # ansible_deps 3.X: the ansible-core + paramiko the Ansible e2e suite (tests/test_ansible_e2e.py)
 # runs with: 2.19.x on 3.11, 2.20.x on 3.13 (2.21 removed paramiko_ssh); nothing elsewhere.
+# IOS_MP_ANSIBLE_CORE=2.N: ansible-core 2.N.x on every version run instead (in venvs of
+# their own, .venv-test-3.X-ansible2.N; scripts/test-ansible-versions.sh uses it).
 ansible_deps() {
+    if [ -n "${IOS_MP_ANSIBLE_CORE:-}" ]; then
+        echo "ansible-core==${IOS_MP_ANSIBLE_CORE}.* paramiko"
+        return
+    fi
     case "$1" in
         3.11) echo "ansible-core>=2.19,<2.20 paramiko" ;;
         3.13) echo "ansible-core>=2.20,<2.21 paramiko" ;;
@@ -179,6 +187,9 @@ run_version() {
     local v=$1
     shift
     local py="${PY_FOR[$v]}" venv="$ROOT/.venv-test-$v" junit="dist/junit-$v.xml" loc counts
+    if [ -n "${IOS_MP_ANSIBLE_CORE:-}" ]; then
+        venv="$venv-ansible$IOS_MP_ANSIBLE_CORE" junit="dist/junit-$v-ansible$IOS_MP_ANSIBLE_CORE.xml"
+    fi
     P=0 F=0 S=0 RC=0 NOTE=""
     log "CPython $v ($py)"
     if ! ensure_venv "$venv" "$py" "$v" \

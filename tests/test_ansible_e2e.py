@@ -507,6 +507,40 @@ def test_background_thread_run_and_cancel_from_the_main_thread(sshd, inv_dir):
     assert (out["result"].rc, out["result"].recap) == (first.rc, first.recap)
 
 
+@pytest.mark.timeout(120)
+def test_cancel_event_set_from_another_thread_stops_a_main_thread_run():
+    _xfail_without_compat()
+    cancel = threading.Event()
+    timer = threading.Timer(2.0, cancel.set)
+    timer.start()
+    try:
+        res = ia.run_playbook(
+            PB / "pb_pause.yml", extra_args=["-i", "localhost,"], env=ENV, cancel=cancel
+        )
+    finally:
+        timer.cancel()
+    assert res.rc == 99, (res.rc, res.stdout[-2000:], res.stderr[-2000:])
+    assert res.seconds < 2.0 + 5.0, res.seconds
+    assert _no_worker_left() == []
+
+
+@pytest.mark.timeout(120)
+def test_an_aborted_wait_does_not_leave_the_run_behind():
+    _xfail_without_compat()
+
+    class BrokenCancel:
+        def is_set(self):
+            raise RuntimeError("the app's cancel check failed")
+
+    with pytest.raises(RuntimeError, match="cancel check failed"):
+        ia.run_playbook(
+            PB / "pb_pause.yml", extra_args=["-i", "localhost,"], env=ENV, cancel=BrokenCancel()
+        )
+    assert _no_worker_left() == []
+    again = ia.run_playbook(PB / "pb_tiny.yml", extra_args=["-i", "localhost,"], env=ENV)
+    assert again.rc == 0, again.stdout[-2000:]
+
+
 def test_run_playbook_rejects_bad_arguments():
     with pytest.raises(ValueError, match="forks must be a positive int, got 0"):
         ia.run_playbook(PB / "pb_tiny.yml", forks=0)

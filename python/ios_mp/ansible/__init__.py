@@ -431,6 +431,13 @@ def run_playbook(
         try:
             controller.start()
             controller.wait_for_end(cancel, cancel_timeout)
+        except BaseException:
+            # The wait itself was aborted (e.g. pytest-timeout's exception in this
+            # thread): the run must not outlive the call.
+            if controller.is_alive():
+                controller.kill_all()
+                controller.join(5)
+            raise
         finally:
             seconds = time.monotonic() - t0
             _recap_sink = None
