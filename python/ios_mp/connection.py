@@ -380,12 +380,14 @@ def wait(object_list, timeout: float | None = None) -> list:
             if deadline is not None:
                 left = max(0.0, deadline - time.monotonic())
                 slice_ = left if slice_ is None else min(slice_, left)
-            if not ready and others:
-                fired = [key.fileobj for key, _ in sel.select(slice_)]
-                if fired:
+            if others:
+                # Every ready object, as stdlib returns (not only the Connections).
+                fired = [key.fileobj for key, _ in sel.select(0 if ready else slice_)]
+                if fired and not ready:
                     # As with pipes, what a process sent before it ended is ready
                     # with its sentinel (ProcessPoolExecutor relies on it).
-                    ready = [c for c in conns if c.poll(0)] + fired
+                    ready = [c for c in conns if c.poll(0)]
+                ready += fired
             elif not ready and slice_:
                 time.sleep(slice_)
             if ready or (deadline is not None and time.monotonic() >= deadline):
