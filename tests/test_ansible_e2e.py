@@ -510,6 +510,9 @@ def test_background_thread_run_and_cancel_from_the_main_thread(sshd, inv_dir):
 @pytest.mark.timeout(120)
 def test_cancel_event_set_from_another_thread_stops_a_main_thread_run():
     _xfail_without_compat()
+    # ansible imported first, so that the cancel reaches the pause, not the import
+    warm = ia.run_playbook(PB / "pb_tiny.yml", extra_args=["-i", "localhost,"], env=ENV)
+    assert warm.rc == 0, warm.stdout[-2000:]
     cancel = threading.Event()
     timer = threading.Timer(2.0, cancel.set)
     timer.start()
@@ -520,7 +523,22 @@ def test_cancel_event_set_from_another_thread_stops_a_main_thread_run():
     finally:
         timer.cancel()
     assert res.rc == 99, (res.rc, res.stdout[-2000:], res.stderr[-2000:])
+    assert "TASK [wait a long time]" in res.stdout, res.stdout[-2000:]
     assert res.seconds < 2.0 + 5.0, res.seconds
+    assert _no_worker_left() == []
+
+
+@pytest.mark.timeout(120)
+def test_a_cancel_set_before_the_run_starts_is_an_interrupt():
+    """However early the cancel comes (on a first run: while the run still imports
+    ansible), the result is ansible's interrupted one, rc 99, not a crash."""
+    _xfail_without_compat()
+    cancel = threading.Event()
+    cancel.set()  # before the run even starts
+    res = ia.run_playbook(
+        PB / "pb_pause.yml", extra_args=["-i", "localhost,"], env=ENV, cancel=cancel
+    )
+    assert res.rc == 99, (res.rc, res.exception, res.stderr[-2000:])
     assert _no_worker_left() == []
 
 

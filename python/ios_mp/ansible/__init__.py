@@ -195,15 +195,18 @@ def reset_ansible_globals() -> list[str]:
 
 
 def _exit_code(exc: BaseException) -> int:
-    from ansible.errors import AnsibleError
-
+    """``ansible-playbook``'s exit code for an exception that ended the run."""
     if isinstance(exc, SystemExit):
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
-    if isinstance(exc, AnsibleError):
-        return int(getattr(exc, "_exit_code", 1) or 1)
     if isinstance(exc, KeyboardInterrupt):
         return 99
+    try:
+        from ansible.errors import AnsibleError
+    except Exception:  # ansible itself failed to import
+        return 250
+    if isinstance(exc, AnsibleError):
+        return int(getattr(exc, "_exit_code", 1) or 1)
     return 250
 
 
@@ -271,13 +274,15 @@ class _Controller(_context.Process):
         self._main()
 
     def _main(self) -> None:
-        from ansible.cli.playbook import PlaybookCLI
-
         from ..process import ProcessTerminated
 
         if self.out is not None:
             sys.stdout, sys.stderr = self.out, self.err  # this worker's own streams
         try:
+            # Imported here, in the try: the first run's import of ansible.cli takes
+            # a while, and a cancel may come meanwhile (KeyboardInterrupt, rc 99).
+            from ansible.cli.playbook import PlaybookCLI
+
             self.rc = PlaybookCLI(self.args).run()
         except ProcessTerminated:
             raise
