@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import gc
 import multiprocessing
 import multiprocessing.heap
 import multiprocessing.sharedctypes as sharedctypes
@@ -14,7 +15,6 @@ import pytest
 
 import ios_mp
 from ios_mp import synchronize
-from ios_mp._unimplemented import NotImplementedYet
 
 ONLY_INHERITANCE = "objects should only be shared between processes through inheritance"
 
@@ -447,7 +447,21 @@ def test_buffer_wrapper_is_never_copied_or_pickled():
             refuse(w)
 
 
-def test_arena_and_heap_stay_placeholders():
-    for cls in (multiprocessing.heap.Arena, multiprocessing.heap.Heap):
-        with pytest.raises(NotImplementedYet):
-            cls(4096)
+def test_buffer_wrappers_are_blocks_of_the_heap_freed_with_the_wrapper():
+    heap = multiprocessing.heap.Heap()  # stdlib's allocator, over anonymous arenas
+    saved = multiprocessing.heap.BufferWrapper._heap
+    multiprocessing.heap.BufferWrapper._heap = heap
+    try:
+        a = multiprocessing.heap.BufferWrapper(100)
+        b = multiprocessing.heap.BufferWrapper(100)
+        (arena, _, stop), _ = a._state
+        assert isinstance(arena, multiprocessing.heap.Arena) and arena.size >= 200
+        assert b._state[0][0] is arena and b._state[0][1] >= stop  # same arena, after a
+        assert heap._n_mallocs == 2 and heap._n_frees == 0
+        del a, b
+        gc.collect()
+        assert heap._n_frees == 2 and not any(heap._allocated_blocks.values())
+        with pytest.raises(RuntimeError, match="through inheritance"):
+            pickle.dumps(arena)
+    finally:
+        multiprocessing.heap.BufferWrapper._heap = saved

@@ -9,10 +9,10 @@ The types, names, signatures, reprs and errors are stdlib's. What differs:
 
 * **The memory is the app's own.** ios_mp's processes are threads of one
   interpreter, so a "shared" object is simply one object that every process
-  uses: its bytes are a ``bytearray`` owned by its ``BufferWrapper``, not a block
-  of an mmapped arena file. There is no ``/dev/shm``, no temporary file, no size
-  limit beyond the app's memory, and the memory is freed by the garbage
-  collector when the last reference goes.
+  uses: its bytes are a block of its ``BufferWrapper``, carved by stdlib's heap
+  allocator out of anonymous memory of the app, not out of an mmapped arena
+  file. There is no ``/dev/shm``, no temporary file, no size limit beyond the
+  app's memory, and the block is freed when the last reference goes.
 * **Sharing is by reference**, with every start method: pass the object to a
   ``Process`` (``args=``) or put it anywhere a process can reach it; nothing is
   pickled or re-attached. A synchronized wrapper and its lock are the same
@@ -98,7 +98,9 @@ def _type_of(typecode_or_type):
 def _new_value(type_):
     size = ctypes.sizeof(type_)
     wrapper = heap.BufferWrapper(size)
-    return rebuild_ctype(type_, wrapper, None)
+    obj = rebuild_ctype(type_, wrapper, None)
+    ctypes.memset(ctypes.addressof(obj), 0, size)  # a heap block is reused memory
+    return obj
 
 
 def RawValue(typecode_or_type, *args):
