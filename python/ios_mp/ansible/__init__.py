@@ -77,7 +77,7 @@ class _Tee(io.TextIOBase):
     else is delegated."""
 
     def __init__(
-        self, orig: Any, echo: bool, on_output: Callable[[str], None] | None = None
+        self, orig: Any, echo: bool, on_output: Callable[[str], object] | None = None
     ) -> None:
         self._orig = orig
         self._echo = echo
@@ -259,7 +259,7 @@ class _Controller(_context.Process):
         args: list[str],
         capture: bool,
         echo: bool,
-        on_output: Callable[[str], None] | None = None,
+        on_output: Callable[[str], object] | None = None,
     ) -> None:
         super().__init__(name="ansible-playbook", daemon=False)
         self.args = args
@@ -365,7 +365,7 @@ def run_playbook(
     env: Mapping[str, str] | None = None,
     capture: bool = True,
     echo: bool = False,
-    on_output: Callable[[str], None] | None = None,
+    on_output: Callable[[str], object] | None = None,
     cancel: Any = None,
     cancel_timeout: float = 10.0,
 ) -> PlaybookResult:

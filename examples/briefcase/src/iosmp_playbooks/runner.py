@@ -55,7 +55,7 @@ def default_playbook() -> str:
     return str(Path(__file__).resolve().parents[3] / "ansible" / "site.yml")
 
 
-def recap_rows(recap: Mapping[str, Mapping[str, int]]) -> list[tuple]:
+def recap_rows(recap: Mapping[str, Mapping[str, int]]) -> list[tuple[str | int, ...]]:
     """One row per host, sorted by host name: ``(host, ok, changed, ...)``."""
     return [
         (host, *(int(recap[host].get(f, 0)) for f in ios_mp.ansible.RECAP_FIELDS))
@@ -94,7 +94,7 @@ class PlaybookRun:
         *,
         forks: int = 5,
         env: Mapping[str, str] | None = None,
-        on_output: Callable[[str], None] | None = None,
+        on_output: Callable[[str], object] | None = None,
     ) -> None:
         self.playbook = self._existing_file("playbook", playbook)
         self.inventory = self._existing_file("inventory", inventory)
