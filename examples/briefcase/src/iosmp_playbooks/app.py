@@ -39,7 +39,9 @@ class PlaybookApp(toga.App):
         )
         self.status = toga.Label("Ready", style=Pack(margin=4, flex=1))
         self.output = toga.MultilineTextInput(readonly=True, style=Pack(flex=2))
-        self.recap_table = toga.Table(list(RECAP_HEADINGS), data=[], style=Pack(flex=1))
+        self.recap_table: toga.Table[tuple[str | int, ...]] = toga.Table(
+            list(RECAP_HEADINGS), data=[], style=Pack(flex=1)
+        )
 
         def row(label: str, widget: toga.Widget) -> toga.Box:
             return toga.Box(
@@ -47,8 +49,9 @@ class PlaybookApp(toga.App):
                 style=Pack(direction="row"),
             )
 
-        self.main_window = toga.MainWindow(title=self.formal_name)
-        self.main_window.content = toga.Box(
+        # A local: toga types App.main_window as Window | str | None.
+        window = toga.MainWindow(title=self.formal_name)
+        window.content = toga.Box(
             children=[
                 row("Inventory", self.inventory_input),
                 row("Playbook", self.playbook_input),
@@ -61,7 +64,8 @@ class PlaybookApp(toga.App):
             ],
             style=Pack(direction="column", margin=6),
         )
-        self.main_window.show()
+        self.main_window = window
+        window.show()
 
     # -- called on the UI thread -----------------------------------------------------
 
