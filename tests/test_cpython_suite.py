@@ -3,13 +3,15 @@
 Every CPython ships its multiprocessing test suite as ``test._test_multiprocessing``;
 CPython's ``test_multiprocessing_{fork,spawn,forkserver}`` packages turn its
 ``_TestX`` base classes into ``WithProcessesTestX``/``WithThreadsTestX``/
-``WithManagerTestX`` test cases with ``install_tests_in_module_dict()``. This module
-does the same for the *processes* flavour of the areas ios_mp implements (see
-``AREAS``; ``MANAGER_AREAS`` adds manager-flavour and listener classes), with
-ios_mp installed as ``multiprocessing`` and the iOS sandbox on, so
-each test's processes are ios_mp's threads. Tests that are inherently about OS
-processes, or that need parts of multiprocessing ios_mp does not implement yet,
-are skipped with the reason given in ``tests/cpython/exclusions.py``.
+``WithManagerTestX`` test cases with ``install_tests_in_module_dict()``, which
+also copies the module's plain test classes (``OtherTest``, ``TestStartMethod``,
+...). This module runs *every* class that function makes (four flavours:
+processes, manager, threads, misc; see ``flavour_of``), and, where the interpreter
+ships ``test_concurrent_futures``, its ProcessPoolExecutor classes (the fifth
+flavour, futures), with ios_mp installed as ``multiprocessing`` and the iOS
+sandbox on, so each test's processes are ios_mp's threads. Tests that are
+inherently about OS processes are skipped with the reason given in
+``tests/cpython/exclusions.py``.
 
 Run it with ``scripts/test.sh -k cpython`` (every CPython) or
 ``python -m pytest tests/test_cpython_suite.py``; ``tests/cpython/report.py`` prints
@@ -37,6 +39,9 @@ What this module adds around the stdlib test module, and why:
   threads only warn: a daemon thread a child started outlives it here (a thread
   cannot be killed), where the child's exit would have ended it
   (``test_wait_for_threads`` leaves one in ``time.sleep(20)``).
+* A test fails if it leaves an ios_mp process running (as conftest checks for
+  the project's tests), less the workers of its class's ``Pool``; a process an
+  earlier test left is counted against that test only.
 * The tests run in a temporary working directory, as under regrtest.
 * Standard streams are put back after each test: a child that assigns
   ``sys.stderr`` (``test_stderr_flush``, ``test_sys_exit``) assigns the app's,
@@ -73,46 +78,24 @@ pytestmark = pytest.mark.timeout(30)
 
 HERE = pathlib.Path(__file__).resolve().parent
 
-# The areas (``_TestX`` base classes) ios_mp implements.
-AREAS = (
-    "_TestProcess",
-    "_TestSubclassingProcess",
-    "_TestQueue",
-    "_TestLock",
-    "_TestSemaphore",
-    "_TestCondition",
-    "_TestEvent",
-    "_TestBarrier",
-    "_TestValue",
-    "_TestArray",
-    "_TestSharedCTypes",
-    "_TestPool",
-    "_TestPoolWorkerErrors",
-    "_TestPoolWorkerLifetime",
-    "_TestSharedMemory",
-)
-FLAVOUR = "processes"
-# Managers and listeners: (flavour, area) pairs -- their own areas, the manager
-# flavour of other areas (``WithManagerTestX``: the same tests through manager
-# proxies), and (None, name) for a plain unittest class of the suite.
-MANAGER_AREAS = (
-    ("manager", "_TestQueue"),
-    ("manager", "_TestLock"),
-    ("manager", "_TestSemaphore"),
-    ("manager", "_TestCondition"),
-    ("manager", "_TestEvent"),
-    ("manager", "_TestBarrier"),
-    ("manager", "_TestContainers"),
-    ("manager", "_TestMyManager"),
-    ("manager", "_TestRemoteManager"),
-    ("manager", "_TestManagerRestart"),
-    ("processes", "_TestManagerRestart"),
-    ("processes", "_TestListener"),
-    ("processes", "_TestListenerClient"),
-    ("processes", "_TestPoll"),
-    ("processes", "_TestPicklingConnections"),
-    (None, "TestSyncManagerTypes"),
-)
+# Every test class CPython's ``install_tests_in_module_dict()`` makes runs, in
+# four flavours (by class name): ``WithProcessesTestX``, ``WithManagerTestX``,
+# ``WithThreadsTestX`` (from the ``_TestX`` areas' ``ALLOWED_TYPES``), and "misc",
+# the module's plain unittest classes (``OtherTest``, ``TestStartMethod``, ...);
+# and "futures", CPython's ProcessPoolExecutor tests (see ``_build_futures``).
+FLAVOURS = ("processes", "manager", "threads", "misc", "futures")
+
+
+def flavour_of(class_name: str) -> str:
+    """The flavour of a class of the suite, from its name (as report.py reads it)."""
+    for flavour in FLAVOURS[:3]:
+        if class_name.startswith("With" + flavour.capitalize() + "Test"):
+            return flavour
+    if class_name.startswith("ProcessPool"):
+        return "futures"
+    return "misc"
+
+
 START_METHOD = multiprocessing.get_start_method()  # ios_mp's default: 'fork'
 EXCLUDED_PREFIX = "excluded: "
 
@@ -134,14 +117,12 @@ EXCLUSIONS: dict[str, str] = exclusions.for_version(sys.version_info)
 _MISSING = object()
 
 
-def _import_suite() -> types.ModuleType:
-    """Import ``test._test_multiprocessing`` under ios_mp and the sandbox."""
-    if importlib.util.find_spec("test") is None:
-        pytest.skip("CPython's test package is not installed", allow_module_level=True)
+def _import_under_stand_in(name: str) -> types.ModuleType:
+    """Import CPython's test module ``name`` under ios_mp and the sandbox."""
     stand_in = types.ModuleType("_multiprocessing")
     stand_in.__doc__ = (
-        "Stand-in for the import of test._test_multiprocessing only: it checks "
-        "that _multiprocessing imports and reads HAVE_BROKEN_SEM_GETVALUE (absent: "
+        "Stand-in for the import of CPython's multiprocessing tests only: they check "
+        "that _multiprocessing imports and read HAVE_BROKEN_SEM_GETVALUE (absent: "
         "False). ios_mp itself never uses _multiprocessing."
     )
     saved = sys.modules.get("_multiprocessing", _MISSING)
@@ -152,10 +133,10 @@ def _import_suite() -> types.ModuleType:
         # The suite registers its manager test types at import time.
         manager.register = classmethod(lambda cls, *args, **kwargs: None)
     try:
-        return importlib.import_module("test._test_multiprocessing")
+        return importlib.import_module(name)
     except unittest.SkipTest as exc:
         # Not a reason to pass quietly: the whole point is to run these tests.
-        raise RuntimeError(f"test._test_multiprocessing skipped itself at import: {exc}") from exc
+        raise RuntimeError(f"{name} skipped itself at import: {exc}") from exc
     finally:
         if lend_register:
             del manager.register
@@ -163,6 +144,13 @@ def _import_suite() -> types.ModuleType:
             sys.modules.pop("_multiprocessing", None)
         else:
             sys.modules["_multiprocessing"] = saved
+
+
+def _import_suite() -> types.ModuleType:
+    """Import ``test._test_multiprocessing`` under ios_mp and the sandbox."""
+    if importlib.util.find_spec("test") is None:
+        pytest.skip("CPython's test package is not installed", allow_module_level=True)
+    return _import_under_stand_in("test._test_multiprocessing")
 
 
 suite = _import_suite()
@@ -211,29 +199,27 @@ def _fail_on_dangling(cls: type) -> None:
 
 
 def _build() -> dict[str, type]:
-    """The processes-flavour classes of ``AREAS``, as CPython's own packages build them."""
+    """Every class of the suite, as CPython's own ``test_multiprocessing_fork`` builds them."""
     made: dict[str, object] = {"__name__": __name__}
     suite.install_tests_in_module_dict(made, START_METHOD)
     classes: dict[str, type] = {}
-    mixins = {"processes": suite.ProcessesMixin, "manager": suite.ManagerMixin}
-    for flavour, area in [(FLAVOUR, area) for area in AREAS] + list(MANAGER_AREAS):
-        if flavour is None:  # a plain unittest class of the suite
-            name = area
-            cls = made[name]
-            assert isinstance(cls, type) and issubclass(cls, unittest.TestCase)
-        else:
-            base = getattr(suite, area)
-            assert flavour in base.ALLOWED_TYPES, (area, base.ALLOWED_TYPES)
-            name = "With" + flavour.capitalize() + area[1:]
-            cls = made[name]
-            assert isinstance(cls, type) and issubclass(cls, base)
-            assert issubclass(cls, mixins[flavour]) and issubclass(cls, unittest.TestCase)
+    mixins = {
+        "processes": suite.ProcessesMixin,
+        "manager": suite.ManagerMixin,
+        "threads": suite.ThreadsMixin,
+    }
+    for name, cls in made.items():
+        if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+            continue
+        flavour = flavour_of(name)
+        if flavour != "misc":
+            assert issubclass(cls, mixins[flavour]) and issubclass(cls, suite.BaseTestCase)
         for test_name in unittest.TestLoader().getTestCaseNames(cls):
             reason = _excluded(f"{name}.{test_name}")
             if reason is not None:
                 test = getattr(cls, test_name)
                 setattr(cls, test_name, unittest.skip(EXCLUDED_PREFIX + reason)(test))
-        if flavour is not None:  # plain classes have no BaseMixin bookkeeping
+        if flavour != "misc":  # plain classes have no BaseMixin bookkeeping
             _fail_on_dangling(cls)
         classes[name] = cls
     globals()["setUpModule"] = made["setUpModule"]
@@ -241,7 +227,74 @@ def _build() -> dict[str, type]:
     return classes
 
 
+# CPython's test_concurrent_futures: a module up to 3.10, a package of modules
+# since 3.12 (3.11 and 3.12 here ship neither). Its executor tests are made for
+# each executor mixin; the ProcessPoolExecutor ones with the 'fork' context are
+# run, as the multiprocessing classes above run with 'fork' (ios_mp's 'spawn'
+# and 'forkserver' contexts run processes exactly the same way).
+FUTURES_MODULES = (
+    "test_process_pool",
+    "test_wait",
+    "test_as_completed",
+    "test_init",
+    "test_deadlock",
+    "test_shutdown",
+)
+FUTURES_PREFIX = "ProcessPoolFork"
+# They are the slowest part of the module (about a minute: several tests wait
+# for timeouts), so by default they run on 3.9 and 3.13 only, the oldest and
+# newest versions that ship them; IOS_MP_CPYTHON_FUTURES=1 runs them on 3.10
+# too, =0 nowhere.
+FUTURES_ENV = "IOS_MP_CPYTHON_FUTURES"
+FUTURES_BY_DEFAULT = ((3, 9), (3, 13))
+
+
+def _futures_wanted() -> bool:
+    setting = os.environ.get(FUTURES_ENV, "")
+    if setting not in ("", "0", "1"):
+        raise ValueError(f"{FUTURES_ENV} must be 0, 1 or unset, not {setting!r}")
+    return setting == "1" or (setting == "" and sys.version_info[:2] in FUTURES_BY_DEFAULT)
+
+
+def _futures_modules() -> list[types.ModuleType]:
+    if not _futures_wanted():
+        return []
+    spec = importlib.util.find_spec("test.test_concurrent_futures")
+    if spec is None:
+        return []
+    if spec.submodule_search_locations is None:  # a single module (3.9, 3.10)
+        return [_import_under_stand_in("test.test_concurrent_futures")]
+    return [
+        _import_under_stand_in(f"test.test_concurrent_futures.{name}") for name in FUTURES_MODULES
+    ]
+
+
+def _build_futures() -> dict[str, type]:
+    """The ProcessPoolExecutor test classes (fork context) of test_concurrent_futures."""
+    classes: dict[str, type] = {}
+    for module in _futures_modules():
+        for name, cls in vars(module).items():
+            if not (
+                name.startswith(FUTURES_PREFIX)
+                and not name.startswith(FUTURES_PREFIX + "server")  # ProcessPoolForkserver
+                and isinstance(cls, type)
+                and issubclass(cls, unittest.TestCase)
+            ):
+                continue
+            assert name not in CLASSES and name not in classes, name
+            # A subclass in this module: the stdlib class stays untouched.
+            cls = type(name, (cls,), {"__module__": __name__, "__qualname__": name})
+            for test_name in unittest.TestLoader().getTestCaseNames(cls):
+                reason = _excluded(f"{name}.{test_name}")
+                if reason is not None:
+                    test = getattr(cls, test_name)
+                    setattr(cls, test_name, unittest.skip(EXCLUDED_PREFIX + reason)(test))
+            classes[name] = cls
+    return classes
+
+
 CLASSES = _build()
+CLASSES.update(_build_futures())
 globals().update(CLASSES)
 __all__ = list(CLASSES)
 
@@ -258,25 +311,42 @@ def _restore_std_streams():
     sys.stdin, sys.stdout, sys.stderr = saved
 
 
+def _pool_workers(pool) -> list:
+    """The worker processes of a test class's ``pool``: a ``Pool``, or (manager
+    flavour) a proxy of one, whose referent lives in the app's in-app manager server."""
+    token = getattr(pool, "_token", None)
+    if token is not None:
+        server = ios_mp.managers._local_server(token.address)
+        pool = server.id_to_obj.get(token.id, (None,))[0] if server is not None else None
+    # A ThreadPool's workers are plain threads, not ios_mp workers.
+    return [w for w in getattr(pool, "_pool", []) if isinstance(w, ios_mp.process.BaseProcess)]
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_workers(request):
     """conftest's check that a test leaves no ios_mp worker running, less the
     workers of the class's own pool: ``_TestPool.setUpClass`` makes one ``Pool(4)``
     for the whole class (``tearDownClass`` terminates it, and the class's dangling
-    check above then applies)."""
+    check above then applies); in the manager flavour, through the manager.
+    A worker that an earlier test left (and failed for) is not counted again."""
     import ios_mp._core as core
 
-    yield
-    pool = getattr(request.cls, "pool", None)
-    workers = getattr(pool, "_pool", [])
+    def running() -> set:
+        return {p for p in list(multiprocessing.process._dangling) if _is_running(p)}
 
-    def leaked() -> int:
-        return core._live_count() - sum(1 for w in workers if w.is_alive())
+    before = running()
+    yield
+    workers = set(_pool_workers(getattr(request.cls, "pool", None)))
+
+    def leaked() -> set:
+        return running() - before - workers
 
     deadline = time.monotonic() + 5
     while leaked() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert leaked() == 0, "a test left an ios_mp process running"
+    assert not leaked(), f"a test left ios_mp processes running: {leaked()}"
+    if not before:  # and none that the process registry knows and we do not
+        assert core._live_count() <= len(running()), "a test left an ios_mp process running"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -301,7 +371,14 @@ def _record_python_version(record_testsuite_property):
 def test_exclusions_all_match_a_test():
     """A stale exclusion (renamed or removed test) must not linger."""
     ids = _all_test_ids()
-    stale = [p for p in EXCLUSIONS if not any(fnmatch.fnmatchcase(i, p) for i in ids)]
+    futures_run = any(flavour_of(name) == "futures" for name in CLASSES)
+    stale = [
+        p
+        for p in EXCLUSIONS
+        if not any(fnmatch.fnmatchcase(i, p) for i in ids)
+        # CPython's futures tests: not on 3.11/3.12, nor with IOS_MP_CPYTHON_FUTURES=0
+        and (futures_run or flavour_of(p.split(".", 1)[0]) != "futures")
+    ]
     assert stale == []
 
 

@@ -40,6 +40,52 @@ EXCLUSIONS: dict[str, str] = {
         "server, which in ios_mp.managers is a thread with no (virtual) pid "
         "(managers.py; remove this once the server has one)"
     ),
+    "TestFlags.test_flags": (
+        "runs a child interpreter with -E -S -O (test.support.script_helper) to check "
+        "that a child's sys.flags follow its parent's; the iOS sandbox forbids child "
+        "interpreters, and a worker here is in the app's interpreter"
+    ),
+    "TestNoForkBomb.test_noforkbomb": (
+        "runs a child interpreter (test.support.script_helper) whose unguarded "
+        "module-level Process.start() must fail under spawn; the iOS sandbox forbids "
+        "child interpreters, and nothing is re-imported when a worker starts"
+    ),
+    "TestIgnoreEINTR.*": (
+        "sends SIGUSR1 with os.kill(p.pid) to a child blocked in a C call (a pipe "
+        "read) and checks that the call is resumed after EINTR; a worker is a thread "
+        "with a virtual pid: no OS signal reaches it, so there is no EINTR"
+    ),
+    "TestResourceTracker.test_resource_tracker*": (
+        "about the resource tracker process (its pid, its exit code, killing it with "
+        "signals, the leaked-resource warnings of a child interpreter); the iOS "
+        "sandbox forbids child interpreters, and ios_mp has no resource tracker "
+        "process (segments are memory of the app, freed with it)"
+    ),
+    "TestWait.test_wait": (
+        "each child sends its os.getpid() and the test expects p.pid; a worker is a "
+        "thread of the app, so os.getpid() is the app's pid in every process "
+        "(process.py), and a worker's pid is its virtual pid (current_process().pid)"
+    ),
+    "TestWait.test_wait_slow": (
+        "each child sends its os.getpid() and the test expects p.pid; a worker is a "
+        "thread of the app, so os.getpid() is the app's pid in every process "
+        "(process.py), and a worker's pid is its virtual pid (current_process().pid)"
+    ),
+    "ProcessPoolForkExecutorDeadlockTest.test_crash_*": (
+        "a worker segfaults (faulthandler._sigsegv()) and the test expects only that "
+        "process to die (BrokenProcessPool); a worker is a thread, so a segfault "
+        "kills the app"
+    ),
+    "ProcessPoolForkExecutorDeadlockTest.test_shutdown_deadlock": (
+        "a worker segfaults (faulthandler._sigsegv()) and the test expects only that "
+        "process to die (BrokenProcessPool); a worker is a thread, so a segfault "
+        "kills the app"
+    ),
+    "ProcessPoolForkProcessPoolShutdownTest.test_*interpreter_shutdown": (
+        "runs a child interpreter (test.support.script_helper.assert_python_ok) that "
+        "exits with work pending in a ProcessPoolExecutor; the iOS sandbox forbids "
+        "child interpreters"
+    ),
     # --- an ios_mp design decision, owned and tested elsewhere ----------------
     "WithProcessesTestQueue.test_queue_feeder_donot_stop_onexc": (
         "expects a plain Queue.put() of an unpicklable object to return (stdlib's "
@@ -50,8 +96,34 @@ EXCLUSIONS: dict[str, str] = {
     ),
 }
 
+_TOO_LONG_NAME = {
+    "TestResourceTracker.test_too_long_name_resource": (
+        "expects register() to reject a name whose message would exceed PIPE_BUF "
+        "on the pipe to the resource tracker process; ios_mp has no resource tracker "
+        "process and no such pipe, so any name can be registered"
+    ),
+}
+
 PER_VERSION: dict[tuple[int, int], dict[str, str]] = {
+    (3, 10): dict(_TOO_LONG_NAME),
+    (3, 11): dict(_TOO_LONG_NAME),
+    (3, 12): dict(_TOO_LONG_NAME),
     (3, 13): {
+        **_TOO_LONG_NAME,
+        "WithProcessesTestAtExit.test_atexit": (
+            "a child registers an atexit handler and the test expects it to run when "
+            "the child exits; a worker is a thread of the app, and atexit handlers are "
+            "the app's: they run when the app's interpreter exits"
+        ),
+        "ProcessPoolFork*.test_python_finalization_error": (
+            "makes every thread start after the first fail (as at interpreter shutdown) "
+            "and expects the pool's worker processes to start anyway; a worker process is "
+            "a thread here, so it cannot start either"
+        ),
+        "MiscTestCase.test_large_pool": (
+            "runs a child interpreter (test.support.script_helper.assert_python_ok) "
+            "with a Pool(200); the iOS sandbox forbids child interpreters"
+        ),
         "WithProcessesTestSharedMemory.test_shared_memory_*tracking": (
             "runs a child interpreter (test.support.script_helper.assert_python_ok) that "
             "attaches to the segment by name and checks its resource tracker's "

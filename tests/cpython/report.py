@@ -9,10 +9,14 @@ Usage (from the repository root)::
 have pytest, pytest-timeout and ios_mp installed) and reads its junit xml; a
 positional argument is a junit xml file already written by such a run, or by
 ``scripts/test.sh`` (which writes ``dist/junit-3.X.xml`` for the whole test
-suite; only this module's tests are counted). The output is Markdown: one row per
-CPython version (selected / passed / failed / excluded / skipped by the suite
-itself), the tests that failed, and the exclusion list with reasons, generated
-from ``tests/cpython/exclusions.py``.
+suite; only this module's tests are counted). The output is Markdown: per
+CPython version and flavour (processes, manager, misc, threads, futures) the
+selected / passed / failed / excluded / skipped-by-the-suite counts, the issue's
+bar per version, a per-area table (``_TestX`` area, plain class, or futures
+class) across versions, the tests that failed, and the exclusion list with
+reasons, generated from ``tests/cpython/exclusions.py``. A test that failed in
+its call and again in its teardown counts once. The environment is passed on
+(``IOS_MP_CPYTHON_FUTURES=1`` also runs the futures classes on 3.10).
 """
 
 from __future__ import annotations
@@ -39,29 +43,67 @@ def _exclusions():
     return module
 
 
+FLAVOURS = ("processes", "manager", "misc", "threads", "futures")
+OUTCOMES = ("passed", "failed", "excluded", "skipped")
+
+
+def flavour_of(class_name: str) -> str:
+    """As ``flavour_of`` in tests/test_cpython_suite.py."""
+    for flavour in ("processes", "manager", "threads"):
+        if class_name.startswith("With" + flavour.capitalize() + "Test"):
+            return flavour
+    if class_name.startswith("ProcessPool"):
+        return "futures"
+    return "misc"
+
+
+def area_of(class_name: str) -> str:
+    """``_TestX`` for ``With<Flavour>TestX``; a futures class less its executor
+    prefix (``ProcessPoolFork``); a plain class is its own area."""
+    flavour = flavour_of(class_name)
+    if flavour in ("processes", "manager", "threads"):
+        return "_Test" + class_name[len("With" + flavour.capitalize() + "Test") :]
+    if flavour == "futures":
+        return class_name[len("ProcessPoolFork") :]
+    return class_name
+
+
+def _outcome(case) -> str:
+    tags = {child.tag: child for child in case}
+    if "failure" in tags or "error" in tags:
+        return "failed"
+    if "skipped" in tags:
+        message = tags["skipped"].get("message", "")
+        return "excluded" if message.startswith(EXCLUDED_PREFIX) else "skipped"
+    return "passed"
+
+
 def _counts(junit: Path) -> dict:
+    """One version's results: test id -> outcome (a test that failed in its call
+    and again in its teardown has two junit entries: it counts once, failed)."""
     root = ET.parse(junit).getroot()
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
-    row = {"python": props.get("cpython_suite_python", "?"), "selected": 0, "passed": 0,
-           "failed": 0, "excluded": 0, "skipped": 0, "failures": []}
+    outcomes: dict[str, str] = {}
     for case in root.iter("testcase"):
         classname = case.get("classname", "")
         if not classname.startswith(MODULE + "."):
             continue  # this module's own checks (no class), or another test module
         test_id = f"{classname.rsplit('.', 1)[-1]}.{case.get('name')}"
-        row["selected"] += 1
-        tags = {child.tag: child for child in case}
-        if "failure" in tags or "error" in tags:
-            row["failed"] += 1
-            row["failures"].append(test_id)
-        elif "skipped" in tags:
-            message = tags["skipped"].get("message", "")
-            row["excluded" if message.startswith(EXCLUDED_PREFIX) else "skipped"] += 1
-        else:
-            row["passed"] += 1
-    if row["selected"] == 0:
+        outcome = _outcome(case)
+        if outcomes.get(test_id) != "failed":
+            outcomes[test_id] = outcome
+    if not outcomes:
         raise SystemExit(f"{junit}: no test of {MODULE} in it")
-    return row
+    return {"python": props.get("cpython_suite_python", "?"), "outcomes": outcomes}
+
+
+def _tally(outcomes: dict, keep) -> dict:
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for test_id, outcome in outcomes.items():
+        if keep(test_id.split(".", 1)[0]):
+            counts[outcome] += 1
+    counts["selected"] = sum(counts[o] for o in OUTCOMES)
+    return counts
 
 
 def _run(python: str) -> dict:
@@ -93,13 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give junit xml files or --run PYTHON")
     rows = [_counts(j) for j in args.junit] + [_run(p) for p in args.run]
     rows.sort(key=_version_key)
-
-    out = ["| CPython | selected | passed | failed | excluded | skipped by the suite |",
-           "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        out.append(f"| {r['python']} | {r['selected']} | {r['passed']} | {r['failed']} | "
-                   f"{r['excluded']} | {r['skipped']} |")
-    failures = [(r["python"], t) for r in rows for t in r["failures"]]
+    print("\n".join(_tables(rows)))
+    failures = [
+        (r["python"], t) for r in rows for t, o in sorted(r["outcomes"].items()) if o == "failed"
+    ]
+    out: list[str] = []
     if failures:
         out += ["", "Failed:", ""]
         out += [f"* {version}: `{test_id}`" for version, test_id in failures]
@@ -109,11 +149,77 @@ def main(argv: list[str] | None = None) -> int:
             "| test | reason |", "|---|---|"]
     for pattern, reason in ex.EXCLUSIONS.items():
         out.append(f"| `{pattern}` | {reason} |")
+    per_version: dict[str, tuple[str, list[str]]] = {}
     for (major, minor), extra in sorted(ex.PER_VERSION.items()):
         for pattern, reason in extra.items():
-            out.append(f"| `{pattern}` (CPython {major}.{minor} only) | {reason} |")
+            per_version.setdefault(pattern, (reason, []))[1].append(f"{major}.{minor}")
+    for pattern, (reason, versions) in per_version.items():
+        out.append(f"| `{pattern}` (CPython {', '.join(versions)} only) | {reason} |")
     print("\n".join(out))
     return 1 if failures else 0
+
+
+def _classes(rows: list[dict]) -> set[str]:
+    return {t.split(".", 1)[0] for r in rows for t in r["outcomes"]}
+
+
+def _tables(rows: list[dict]) -> list[str]:
+    out = [
+        "| CPython | flavour | selected | passed | failed | excluded | skipped by the suite |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        present = {flavour_of(t.split(".", 1)[0]) for t in r["outcomes"]}
+        for flavour in [f for f in FLAVOURS if f in present] + ["all"]:
+            c = _tally(r["outcomes"], lambda cls, f=flavour: f in ("all", flavour_of(cls)))
+            name = "**all**" if flavour == "all" else flavour
+            out.append(
+                f"| {r['python']} | {name} | {c['selected']} | {c['passed']} | "
+                f"{c['failed']} | {c['excluded']} | {c['skipped']} |"
+            )
+    out += ["", "The issue's bar, per version:", ""]
+    for r in rows:
+        pmm = _tally(r["outcomes"], lambda cls: flavour_of(cls) in ("processes", "manager", "misc"))
+        thr = _tally(r["outcomes"], lambda cls: flavour_of(cls) == "threads")
+        fut = _tally(r["outcomes"], lambda cls: flavour_of(cls) == "futures")
+        line = (
+            f"* {r['python']}: processes+manager+misc {pmm['passed']} of {pmm['selected']} "
+            f"passed; threads {thr['passed']} of {thr['selected'] - thr['skipped']} "
+            f"not skipped by the suite passed"
+        )
+        if fut["selected"]:
+            line += (
+                f"; ProcessPoolExecutor {fut['passed']} of "
+                f"{fut['selected'] - fut['skipped']} not skipped by the suite passed"
+            )
+        out.append(line)
+    versions = [r["python"] for r in rows]
+    out += [
+        "",
+        "Per area (passed/selected; the rest excluded or skipped by the suite, "
+        "unless a failure is shown):",
+        "",
+        "| flavour | area | " + " | ".join(versions) + " |",
+        "|---|---|" + "---:|" * len(versions),
+    ]
+    areas = sorted(
+        {(flavour_of(c), area_of(c)) for c in _classes(rows)},
+        key=lambda fa: (FLAVOURS.index(fa[0]), fa[1]),
+    )
+    for flavour, area in areas:
+        cells = []
+        for r in rows:
+            key = (flavour, area)
+            c = _tally(r["outcomes"], lambda cls, k=key: (flavour_of(cls), area_of(cls)) == k)
+            if not c["selected"]:
+                cells.append("-")
+                continue
+            cell = f"{c['passed']}/{c['selected']}"
+            if c["failed"]:
+                cell += f" ({c['failed']} failed)"
+            cells.append(cell)
+        out.append(f"| {flavour} | `{area}` | " + " | ".join(cells) + " |")
+    return out
 
 
 if __name__ == "__main__":
