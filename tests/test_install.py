@@ -22,6 +22,37 @@ def test_every_submodule_is_ios_mp():
     assert dc is sys.modules["ios_mp.dummy.connection"]
 
 
+def test_other_ios_mp_modules_import_by_their_multiprocessing_name_as_themselves():
+    # CPython's _TestImportStar imports every *.py of the package directory as
+    # multiprocessing.<name>: that must be the ios_mp module, not a second copy.
+    import ios_mp._virtual
+
+    assert "multiprocessing._virtual" not in _install.SUBMODULES
+    try:
+        assert importlib.import_module("multiprocessing._virtual") is ios_mp._virtual
+        assert importlib.import_module("multiprocessing.popen_spawn_win32").__all__ == []
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("multiprocessing.no_such_module")
+    finally:  # other tests compare sys.modules before and after
+        sys.modules.pop("multiprocessing._virtual", None)
+        sys.modules.pop("multiprocessing.popen_spawn_win32", None)
+
+
+def test_aliases_go_with_uninstall():
+    importlib.import_module("multiprocessing._unimplemented")
+    _install.uninstall()
+    try:
+        assert "multiprocessing._unimplemented" not in sys.modules
+        assert not any(isinstance(f, _install._Alias) for f in sys.meta_path)
+    finally:
+        _install.install()
+    assert (
+        importlib.import_module("multiprocessing._unimplemented")
+        is sys.modules["ios_mp._unimplemented"]
+    )
+    del sys.modules["multiprocessing._unimplemented"]
+
+
 def test_private_c_modules_left_alone():
     # The iOS sandbox makes these unimportable; ios_mp must not need or provide them.
     for name in ("_multiprocessing", "_posixshmem"):

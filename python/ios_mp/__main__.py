@@ -11,5 +11,7 @@ import sys
 
 from ._runner import main
 
+__all__ = []
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,6 +33,8 @@ import types
 from . import _core
 from .process import ProcessTerminated
 
+__all__: list[str] = []
+
 MODULE = "concurrent.futures.process"
 
 

@@ -17,8 +17,12 @@ never needs them.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import warnings
+
+__all__: list[str] = ["install", "is_installed", "uninstall"]
 
 SUBMODULES = (
     "context",
@@ -59,6 +63,35 @@ def _ours(package) -> dict[str, object]:
     return mods
 
 
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import multiprocessing.<name>`` of an ios_mp module that is not in
+    ``SUBMODULES`` (a private one, say) while installed: the ios_mp module itself,
+    never a second copy of it (stdlib's tests import every ``*.py`` of the
+    package directory by its ``multiprocessing.`` name)."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, fullname, path=None, target=None):
+        prefix = "multiprocessing."
+        if not fullname.startswith(prefix) or "." in fullname[len(prefix) :]:
+            return None
+        real = f"{self.package}.{fullname[len(prefix) :]}"
+        if importlib.util.find_spec(real) is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, self, origin=real)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        # importlib returns what sys.modules holds after exec_module.
+        sys.modules[module.__name__] = importlib.import_module(module.__spec__.origin)
+
+
+_alias: _Alias | None = None
+
+
 def is_installed() -> bool:
     return _saved is not None
 
@@ -93,6 +126,9 @@ def install() -> None:
             saved[name] = mod
             del sys.modules[name]
     sys.modules.update(ours)
+    global _alias
+    _alias = _Alias(package.__name__)
+    sys.meta_path.insert(0, _alias)
     from . import _futures, _virtual, process
 
     process._patch_threading()
@@ -106,6 +142,14 @@ def uninstall() -> None:
     global _saved
     if _saved is None:
         return
+    global _alias
+    if _alias is not None:
+        sys.meta_path.remove(_alias)
+        package = _alias.package
+        _alias = None
+        for name in [k for k in sys.modules if k.startswith("multiprocessing.")]:
+            if name not in _saved and sys.modules[name].__name__.startswith(package + "."):
+                del sys.modules[name]  # an alias made by _Alias
     for name, mod in _saved.items():
         if mod is _MISSING:
             sys.modules.pop(name, None)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+__all__: list[str] = []
+
 
 class NotImplementedYet(NotImplementedError):
     """Raised when a multiprocessing feature ios_mp does not implement yet is used."""

@@ -36,6 +36,8 @@ import pytest
 
 from . import sandbox
 
+__all__: list[str] = []
+
 # True in config.stash once this plugin has enabled the sandbox for the run;
 # the value says whether it must disable it at the end (False: it was on already).
 _OWNED = pytest.StashKey[bool]()
