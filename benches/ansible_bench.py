@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import ios_mp
 import ios_mp.ansible as ia
@@ -59,7 +60,6 @@ ENV = {
     "ANSIBLE_HOST_KEY_CHECKING": "False",
     "ANSIBLE_DEPRECATION_WARNINGS": "False",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
-    "ANSIBLE_LOCAL_TEMP": "/tmp/iosmp-ansible-bench-local",
     "USER": os.environ.get("USER") or "mobile",
     "LOGNAME": os.environ.get("LOGNAME") or os.environ.get("USER") or "mobile",
 }
@@ -140,6 +140,92 @@ def run_inproc(inventory: Path, forks: int, sandboxed: bool) -> float:
 RUNNERS = {"fork": run_fork, "cli": run_cli, "inproc": run_inproc}
 
 
+def time_snapshots() -> dict[str, Any]:
+    """Wrap ``ios_mp._snapshot.snapshot_process`` (the fork-like copy a worker gets at
+    ``start()``) to count its calls, wall and CPU time (CPU: without the waits for the
+    GIL, which the running workers hold). Every 10th ansible ``WorkerProcess`` start
+    also copies each attribute of its ``__dict__`` alone, timed (CPU), to show where
+    the time goes. Must run before the first ``start()`` (the native core keeps the
+    function it first imported)."""
+    from ios_mp import _snapshot
+
+    orig = _snapshot.snapshot_process
+    stats: dict[str, Any] = {"calls": 0, "wall": 0.0, "cpu": 0.0, "attrs": {}, "workers": 0}
+
+    def timed(proc, target, args, kwargs):
+        if type(proc).__name__ == "WorkerProcess":
+            stats["workers"] += 1
+            if stats["workers"] % 10 == 1:
+                for name, value in vars(proc).items():
+                    t = time.thread_time()
+                    _snapshot.snapshot(value)
+                    stats["attrs"].setdefault(name, []).append(time.thread_time() - t)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return orig(proc, target, args, kwargs)
+        finally:
+            stats["calls"] += 1
+            stats["wall"] += time.perf_counter() - t0
+            stats["cpu"] += time.thread_time() - c0
+
+    _snapshot.snapshot_process = timed
+    return stats
+
+
+def share_plugin_loaders() -> None:
+    """``--share-plugin-loaders`` (the fix proposed for ios_mp.ansible.compat): ansible
+    2.19+ hands each worker ``get_plugin_loader_namespace()``, a SimpleNamespace of the
+    plugin loaders (2.16-2.18 handed the ``ansible.plugins.loader`` module, which a
+    snapshot shares). ios_mp's snapshot copies it with ``copy.deepcopy``, which runs
+    ``PluginLoader.__setstate__`` (a fresh ``__init__``): each worker gets cold loaders
+    (no path or module caches) and searches the plugin directories again. Fork gives
+    the child the parent's warm loaders. Marking the namespace shared gives workers the
+    parent's loaders, as ``ansible.plugins.loader``'s module globals already are."""
+    import types
+
+    from ansible.plugins import loader
+
+    if getattr(loader.get_plugin_loader_namespace, "__ios_mp_patched__", False):
+        return
+    original = loader.get_plugin_loader_namespace
+
+    class SharedNamespace(types.SimpleNamespace):
+        __ios_mp_share__ = True
+
+    def get_plugin_loader_namespace() -> types.SimpleNamespace:
+        return SharedNamespace(**vars(original()))
+
+    get_plugin_loader_namespace.__ios_mp_patched__ = True  # type: ignore[attr-defined]
+    loader.get_plugin_loader_namespace = get_plugin_loader_namespace
+
+
+def phases(cases: list[tuple[str, int, int]], top: Path, trials: int) -> None:
+    """``--phases``: in-process runs only, with the time ios_mp spends copying each
+    worker's snapshot at ``start()``."""
+    stats = time_snapshots()
+    for conn, hosts, forks in cases:
+        inv = top / f"{conn}-{hosts}.ini"
+        run_inproc(inv, forks, conn == "paramiko")  # warm-up
+        for _ in range(trials):
+            stats.update(calls=0, wall=0.0, cpu=0.0, attrs={}, workers=0)
+            secs = run_inproc(inv, forks, conn == "paramiko")
+            n = max(1, stats["calls"])
+            print(
+                f"{key((conn, hosts, forks))}: run {secs:.2f}s, {stats['calls']} worker starts,"
+                f" snapshot copies {stats['wall']:.2f}s wall ({100 * stats['wall'] / secs:.0f}%"
+                f" of the run, {1000 * stats['wall'] / n:.1f} ms each),"
+                f" {stats['cpu']:.2f}s CPU ({1000 * stats['cpu'] / n:.1f} ms each)",
+                flush=True,
+            )
+            attrs = {k: statistics.mean(v) for k, v in stats["attrs"].items()}
+            top_attrs = sorted(attrs.items(), key=lambda kv: -kv[1])[:6]
+            print(
+                "  per WorkerProcess attribute, copied alone (CPU, mean of sampled starts): "
+                + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in top_attrs),
+                flush=True,
+            )
+
+
 def mad_pct(xs: list[float]) -> float:
     med = statistics.median(xs)
     return 100 * statistics.median(abs(x - med) for x in xs) / med if med else 0.0
@@ -161,6 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated case keys, e.g. local-5-f5")
     parser.add_argument("--impls", default=",".join(IMPLS), help=f"subset of {','.join(IMPLS)}")
     parser.add_argument("--json", default=None, help="also write every timing to this file")
+    parser.add_argument(
+        "--share-plugin-loaders",
+        action="store_true",
+        help="experiment: in-process workers share ansible's plugin loaders (no copy)",
+    )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="in-process runs only: time spent in the workers' snapshot copies",
+    )
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error(f"argument --trials: must be >= 1, got {args.trials}")
@@ -182,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     top = Path(tempfile.mkdtemp(prefix="iosmp-ansible-bench-"))
     os.chmod(top, 0o755)
+    ENV["ANSIBLE_LOCAL_TEMP"] = str(top / "ansible-local")  # this run's own
     sshd = None
     try:
         if any(c[0] == "paramiko" for c in cases):
@@ -204,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             f"trials {args.trials}",
             flush=True,
         )
+        if args.share_plugin_loaders:
+            share_plugin_loaders()
+        if args.phases:
+            phases(cases, top, args.trials)
+            return 0
         results: dict[str, dict[str, list[float]]] = {}
         warmed: set[tuple[str, str]] = set()
         for case in cases:
@@ -235,7 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         if sshd is not None:
             sshd.stop()
         shutil.rmtree(top, ignore_errors=True)
-        shutil.rmtree(ENV["ANSIBLE_LOCAL_TEMP"], ignore_errors=True)
     return 0
 
 
