@@ -230,10 +230,15 @@ def test_raise_signal_and_kill_of_self_run_the_handler_before_returning(app_sign
     p.join(5)
 
 
-def test_kill_of_the_apps_pid_in_a_worker_reaches_the_worker_not_the_app(app_signals):
-    """ansible 2.19's TaskQueueManager handler re-sends SIGTERM with
-    ``os.kill(os.getpid(), signum)`` after setting SIG_DFL; a worker's getpid() is
-    the app's pid, so the real call would end the app."""
+class _Program(multiprocessing.Process):
+    __ios_mp_program__ = True
+
+
+def test_kill_of_getpid_in_a_program_worker_reaches_that_worker(app_signals):
+    """A worker that stands for a whole program (run_playbook's ansible-playbook):
+    ansible 2.19's TaskQueueManager handler re-sends SIGTERM with
+    ``os.kill(os.getpid(), signum)`` after setting SIG_DFL; the real call would end
+    the app."""
 
     def body(q):
         q.put("ready")
@@ -245,11 +250,32 @@ def test_kill_of_the_apps_pid_in_a_worker_reaches_the_worker_not_the_app(app_sig
         os.kill(os.getpid(), signal.SIGTERM)  # ends the worker, with -15
         q.put("not reached")
 
-    p, q = _start(body)
+    q = multiprocessing.Queue(copy=False)
+    p = _Program(target=body, args=(q,))
+    p.start()
+    assert q.get(timeout=10) == "ready"
     assert q.get(timeout=5) == [signal.SIGUSR1]
     p.join(5)
     assert p.exitcode == -signal.SIGTERM
     assert q.empty()
+
+
+def test_kill_of_getpid_in_a_plain_worker_reaches_the_app():
+    """In an ordinary worker os.getpid() is the parent's (the app's) pid: a child
+    signalling its parent, as CPython's test_wait_result does."""
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+    try:
+        p = multiprocessing.Process(target=os.kill, args=(os.getpid(), signal.SIGUSR1))
+        p.start()
+        p.join(10)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)  # the app's handler runs in the main thread
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert p.exitcode == 0
+    assert got == [signal.SIGUSR1]
 
 
 def test_signals_go_to_the_workers_own_thread_only(app_signals):

@@ -37,8 +37,10 @@ call                   in a worker                                 elsewhere
                        disposition says (handler, ignore, or end   pids
                        with ``-s``); never reaches a real
                        process (from anywhere, app included);
-                       ``os.kill(os.getpid(), s)`` in a worker is
-                       delivered to that worker itself
+                       ``os.kill(os.getpid(), s)`` (the app's pid)
+                       reaches the app, except in a worker class
+                       with ``__ios_mp_program__ = True`` (it
+                       stands for a whole program: to itself)
 ``os.killpg(vpid,s)``  as ``os.kill(vpid, s)``                     unchanged
 ``signal.signal``,     a per-worker handler table (no ValueError   unchanged
 ``signal.getsignal``   off the main thread); returns the previous
@@ -412,12 +414,14 @@ def _kill(pid: int, sig: int) -> None:
         _deliver(pid, sig)
         return
     if pid == os.getpid():
-        me = _vpid()
-        if me is not None:
-            # A worker's os.getpid() is the app's pid: "kill myself" (ansible
-            # 2.19's TaskQueueManager re-sends SIGTERM so) must reach the worker,
-            # never the app.
-            _deliver(me, sig)
+        me = _core._worker_process()
+        if me is not None and getattr(type(me), "__ios_mp_program__", False):
+            # A worker that stands for a whole program (run_playbook's
+            # ansible-playbook): the real pid is "its" pid, and "kill myself"
+            # (2.19's TaskQueueManager re-sends SIGTERM so) must reach it, never
+            # the app. In other workers the real pid is the parent's (the app's):
+            # a child signalling its parent, as CPython's tests do.
+            _deliver(me.pid, sig)
             return
     _original(os, "kill")(pid, sig)
 

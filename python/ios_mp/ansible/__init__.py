@@ -253,6 +253,9 @@ class _Controller(_context.Process):
 
     # No fork-like snapshot: run_playbook reads the results back from this object.
     __ios_mp_snapshot__ = False
+    # It stands for the whole ansible-playbook program: os.getpid() is "its" pid, so
+    # the TQM's os.kill(os.getpid(), SIGTERM) reaches it, not the app (_virtual._kill).
+    __ios_mp_program__ = True
 
     def __init__(
         self,
