@@ -11,6 +11,8 @@ import ios_mp  # noqa: F401  (first, before anything imports ansible or multipro
 
 # isort: split
 import asyncio
+import sys
+import threading
 
 import toga
 from toga.style import Pack
@@ -31,6 +33,8 @@ APP_ID = "org.example.iosmp-playbooks"
 class PlaybookApp(toga.App):
     def startup(self) -> None:
         self.current: PlaybookRun | None = None
+        self._pending: list[str] = []  # output of the run not yet shown
+        self._pending_lock = threading.Lock()
         self.inventory_input = toga.TextInput(value=default_inventory(), style=Pack(flex=1))
         self.playbook_input = toga.TextInput(value=default_playbook(), style=Pack(flex=1))
         self.run_button = toga.Button("Run", on_press=self.on_run, style=Pack(margin=4))
@@ -50,7 +54,7 @@ class PlaybookApp(toga.App):
             )
 
         # A local: toga types App.main_window as Window | str | None.
-        window = toga.MainWindow(title=self.formal_name)
+        window = toga.MainWindow(title=self.formal_name, size=(900, 700))
         window.content = toga.Box(
             children=[
                 row("Inventory", self.inventory_input),
@@ -66,12 +70,32 @@ class PlaybookApp(toga.App):
         )
         self.main_window = window
         window.show()
+        # --run: start a run at once (examples/briefcase/screenshot.sh)
+        self.autorun: asyncio.Task[None] | None = None
+        if "--run" in sys.argv[1:]:
+            self.autorun = asyncio.ensure_future(self.on_run(self.run_button))
 
     # -- called on the UI thread -----------------------------------------------------
 
     @property
     def running(self) -> bool:
         return self.current is not None
+
+    def output_from_run(self, loop: asyncio.AbstractEventLoop, text: str) -> None:
+        """Called from the run's threads: queue the text for the UI thread and return.
+        One hand-over per batch (a text view re-lays out on every change)."""
+        with self._pending_lock:
+            self._pending.append(text)
+            if len(self._pending) > 1:
+                return  # a flush is already on its way
+        loop.call_soon_threadsafe(self._flush_output)
+
+    def _flush_output(self) -> None:
+        with self._pending_lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+        if text:
+            self.append_output(text)
 
     def append_output(self, text: str) -> None:
         self.output.value = self.output.value + text
@@ -85,8 +109,7 @@ class PlaybookApp(toga.App):
             run = PlaybookRun(
                 self.playbook_input.value,
                 self.inventory_input.value,
-                # from the run's threads: hand the text to the UI thread, return at once
-                on_output=lambda text: loop.call_soon_threadsafe(self.append_output, text),
+                on_output=lambda text: self.output_from_run(loop, text),
             )
         except ValueError as exc:
             self.status.text = str(exc)
@@ -106,6 +129,7 @@ class PlaybookApp(toga.App):
         finally:
             self.current = None
             self.run_button.enabled, self.cancel_button.enabled = True, False
+            print(f"{self.formal_name}: {self.status.text}", flush=True)  # the app's log
 
     def on_cancel(self, widget: toga.Widget) -> None:
         if self.current is not None:
