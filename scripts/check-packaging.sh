@@ -16,8 +16,9 @@
 #      comes from PyPI through build isolation, Rust from PATH), and the installed package
 #      passes scripts/packaging_smoke.py, run from outside the source tree.
 #   4. typed API, against the installed wheel: `mypy --strict examples/` and
-#      `python -m mypy.stubtest ios_mp` (mypy configs and the stubtest allowlist, each entry
-#      with its reason, in scripts/typecheck/).
+#      `python -m mypy.stubtest ios_mp`, on 3.11 and (if pyenv has it) 3.13; the mypy
+#      configs and the stubtest allowlists, each entry with its reason, are in
+#      scripts/typecheck/.
 #
 # Never writes into the source tree: everything goes to $IOS_MP_PACKAGING_DIR
 # (default ${TMPDIR:-/tmp}/ios_mp-packaging), including CARGO_TARGET_DIR.
@@ -224,12 +225,13 @@ case "$(basename "$WHEEL")" in
     *-cp39-abi3-*) ;;
     *) die "$(basename "$WHEEL") is not a cp39-abi3 wheel" ;;
 esac
-if tar tzf "$SDIST" | grep -E '\.(so|pyd|dylib)$'; then
+if grep -E '\.(so|pyd|dylib)$' <<<"$(tar tzf "$SDIST")"; then
     die "the sdist contains compiled files (above)"
 fi
-for f in py.typed _core.pyi; do
-    "$WORK/venv-tools/bin/python" -m zipfile -l "$WHEEL" | grep -q "ios_mp/$f" \
-        || die "the wheel lacks ios_mp/$f"
+# (listing captured first: `... | grep -q` under pipefail fails when grep exits early)
+listing="$("$WORK/venv-tools/bin/python" -m zipfile -l "$WHEEL")"
+for f in py.typed _core.pyi __init__.pyi; do
+    grep -q "^ios_mp/$f " <<<"$listing" || die "the wheel lacks ios_mp/$f"
 done
 "$WORK/venv-tools/bin/twine" check --strict "$SDIST" "$WHEEL"
 "$WORK/venv-tools/bin/abi3audit" --strict --summary "$WHEEL"
@@ -243,23 +245,50 @@ venv "$WORK/venv-sdist" fresh
 (cd "$WORK" && "$WORK/venv-sdist/bin/python" "$ROOT/scripts/packaging_smoke.py")
 
 # ---------------------------------------------------------------- 4. typed API
+# typing_venv DIR PYTHON: DIR with mypy, pytest and the wheel (pytest: ios_mp.pytest_plugin
+# imports it, and stubtest imports every module); checks ios_mp imports from DIR.
+typing_venv() {
+    local dir=$1 loc
+    if ! "$dir/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$dir"
+        "$2" -m venv "$dir"
+    fi
+    "$dir/bin/python" -m pip install -q "$MYPY_SPEC" "pytest>=7"
+    "$dir/bin/python" -m pip install -q --force-reinstall --no-deps "$WHEEL"
+    loc="$(cd "$WORK" && "$dir/bin/python" -c 'import ios_mp, os; print(os.path.realpath(ios_mp.__file__))')"
+    case "$loc" in
+        "$(realpath "$WORK")"/*) ;;
+        *) die "ios_mp imports from $loc, not from the wheel installed in $dir" ;;
+    esac
+}
+# run_stubtest DIR: stubtest with the common allowlist plus the one for DIR's Python.
+run_stubtest() {
+    local dir=$1 minor extra=()
+    minor="$("$dir/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    if [ -f "$TYPECHECK/stubtest-allowlist-py$minor.txt" ]; then
+        extra=(--allowlist "$TYPECHECK/stubtest-allowlist-py$minor.txt")
+    fi
+    echo "stubtest on CPython $minor:"
+    (cd "$WORK" && "$dir/bin/python" -m mypy.stubtest ios_mp \
+        --mypy-config-file "$TYPECHECK/mypy-stubtest.ini" \
+        --allowlist "$TYPECHECK/stubtest-allowlist.txt" "${extra[@]}")
+}
+
 step "mypy --strict examples/ + stubtest ios_mp (installed wheel)"
-venv "$WORK/venv-typing"
-# pytest: ios_mp.pytest_plugin imports it, and stubtest imports every module.
-"$WORK/venv-typing/bin/python" -m pip install -q "$MYPY_SPEC" "pytest>=7"
-"$WORK/venv-typing/bin/python" -m pip install -q --force-reinstall --no-deps "$WHEEL"
-loc="$(cd "$WORK" && "$WORK/venv-typing/bin/python" -c 'import ios_mp, os; print(os.path.realpath(ios_mp.__file__))')"
-case "$loc" in
-    "$(realpath "$WORK")"/*) ;;
-    *) die "ios_mp imports from $loc, not from the wheel installed in $WORK/venv-typing" ;;
-esac
+typing_venv "$WORK/venv-typing" "$PY"
+"$WORK/venv-typing/bin/python" -m pip install -q -r "$TYPECHECK/examples-requirements.txt"
 # From $WORK, so that neither the source tree nor a stray mypy config is in reach.
 MYPY_CACHE=(--cache-dir "$WORK/mypy-cache")
 (cd "$WORK" && "$WORK/venv-typing/bin/python" -m mypy --strict "${MYPY_CACHE[@]}" \
     --config-file "$TYPECHECK/mypy-examples.ini" "$ROOT/examples")
-(cd "$WORK" && "$WORK/venv-typing/bin/python" -m mypy.stubtest ios_mp \
-    --mypy-config-file "$TYPECHECK/mypy-stubtest.ini" \
-    --allowlist "$TYPECHECK/stubtest-allowlist.txt")
+run_stubtest "$WORK/venv-typing"
+# Also on 3.13, the CPython of the iOS and Android wheels, when pyenv has one.
+PY313="$(find "${PYENV_ROOT:-$HOME/.pyenv}/versions" -mindepth 3 -maxdepth 3 \
+    -path '*/3.13.*/bin/python3.13' 2>/dev/null | sort -V | tail -n1 || true)"
+if [ -n "$PY313" ] && [ "$("$PY" -c 'import sys; print(sys.version_info[:2])')" != "(3, 13)" ]; then
+    typing_venv "$WORK/venv-typing-3.13" "$PY313"
+    run_stubtest "$WORK/venv-typing-3.13"
+fi
 # Information only (see mypy-stubtest.ini): what mypy says of the implementation bodies.
 impl="$(cd "$WORK" && "$WORK/venv-typing/bin/python" -m mypy "${MYPY_CACHE[@]}" \
     --config-file "$TYPECHECK/mypy-examples.ini" --ignore-missing-imports -p ios_mp 2>&1 \
