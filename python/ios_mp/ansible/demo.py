@@ -424,33 +424,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"no demo sshd running in {directory}")
         return 0
-    try:
-        # its own session either way: Ctrl-C reaches this process, which stops sshd
-        sshd, inventory = _start(directory, args.hosts, args.user, args.port, detach=True)
-    except SshdUnavailable as exc:
-        print(f"python -m ios_mp.ansible.demo: {exc}", file=sys.stderr)
-        return 1
-    print(_usage_text(sshd, inventory, args.hosts, background=args.action == "start"), end="")
-    sys.stdout.flush()
     if args.action == "start":
+        try:
+            sshd, inventory = _start(directory, args.hosts, args.user, args.port, detach=True)
+        except SshdUnavailable as exc:
+            print(f"python -m ios_mp.ansible.demo: {exc}", file=sys.stderr)
+            return 1
         sshd._proc = None  # it outlives us (own session); `stop` ends it by pid
+        print(_usage_text(sshd, inventory, args.hosts, background=True), end="")
         return 0
-    # run: until Ctrl-C or SIGTERM, then stop sshd and clean up
-    # (SIGINT too: a shell's background job starts with SIGINT ignored)
+    # run: until Ctrl-C or SIGTERM, then stop sshd and clean up. The handlers come
+    # first, so an interrupt at any point after them stops what was started (SIGINT
+    # too: a shell's background job starts with SIGINT ignored). sshd has its own
+    # session: Ctrl-C reaches this process only, which stops sshd.
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    sshd = None
     try:
+        sshd, inventory = _start(directory, args.hosts, args.user, args.port, detach=True)
+        print(_usage_text(sshd, inventory, args.hosts, background=False), end="", flush=True)
         while sshd._proc.poll() is None:
             time.sleep(0.2)
         print(f"sshd exited with {sshd._proc.returncode}", file=sys.stderr)
+        return 1
+    except SshdUnavailable as exc:
+        print(f"python -m ios_mp.ansible.demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        sshd.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-        print("demo sshd stopped")
+        if sshd is not None:
+            sshd.stop()
+        else:  # interrupted while starting: by the pid sshd wrote, if it got that far
+            _stop_by_pidfile(directory)
+        if _state(directory) is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        print("demo sshd stopped", flush=True)
+
+
+def _stop_by_pidfile(directory: Path) -> None:
+    try:
+        pid = int((directory / "sshd.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    _kill_pid(pid, 10.0)
 
 
 if __name__ == "__main__":
