@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -240,3 +241,37 @@ def test_view_cancel_stops_a_long_run_with_rc_99(app, inventory, monkeypatch):
     while any(p.is_alive() for p in list(_by_vpid.values())) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in list(_by_vpid.values()) if p.is_alive()]
+
+
+# -- briefcase dev on Linux (toga-gtk under Xvfb) ------------------------------------
+
+
+@pytest.mark.no_sandbox
+@pytest.mark.timeout(600)
+def test_briefcase_dev_runs_the_app_on_linux(tmp_path):
+    """examples/briefcase/screenshot.sh: `briefcase dev` starts the app (toga-gtk, in
+    Xvfb), which runs site.yml against the demo target and shows the result; the
+    screenshot is saved. Needs briefcase and toga-gtk in this interpreter's venv, Xvfb,
+    and root + /usr/sbin/sshd for the demo target (see examples/briefcase/README.md)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    missing = [m for m in ("briefcase", "toga_gtk") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"not installed here: {', '.join(missing)} (examples/briefcase/README.md)")
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb missing (apt-get install xvfb)")
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
+        pytest.skip("the demo target needs root and /usr/sbin/sshd")
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [str(EXAMPLE / "screenshot.sh"), sys.prefix, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env=dict(os.environ, SCREENSHOT_DISPLAY="96"),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ios_mp Playbooks: ok (rc 0, 3 hosts" in proc.stdout, proc.stdout[-3000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
