@@ -87,6 +87,18 @@ EXCLUSIONS: dict[str, str] = {
         "child interpreters"
     ),
     # --- an ios_mp design decision, owned and tested elsewhere ----------------
+    "WithProcessesTestConnection.test_connection": (
+        "asserts that a Pipe() Connection has an int fileno(); ios_mp's Pipe is a pair "
+        "of in-app channels with no file descriptor (fileno() raises OSError, "
+        "docs/compatibility.md). Not about OS processes: it needs a readiness "
+        "descriptor per channel in the Rust core. The same test's other checks pass "
+        "in the threads flavour"
+    ),
+    "TestInvalidHandle.test_invalid_handles": (
+        "builds a Connection from a raw file descriptor (Connection(44977608)); "
+        "ios_mp's Pipe Connection is not fd-backed (its fd-backed connections are the "
+        "SocketConnection objects of Listener/Client). Not about OS processes"
+    ),
     "WithProcessesTestQueue.test_queue_feeder_donot_stop_onexc": (
         "expects a plain Queue.put() of an unpicklable object to return (stdlib's "
         "feeder thread prints the error later); ios_mp has no feeder thread and raises "
@@ -105,7 +117,14 @@ _TOO_LONG_NAME = {
 }
 
 PER_VERSION: dict[tuple[int, int], dict[str, str]] = {
-    (3, 10): dict(_TOO_LONG_NAME),
+    (3, 10): {
+        **_TOO_LONG_NAME,
+        "TestNamedResource.test_global_named_resource_spawn": (
+            "runs a child interpreter (test.support.script_helper.assert_python_ok) "
+            "that creates a named resource under spawn; the iOS sandbox forbids child "
+            "interpreters (3.13 skips it under the 'fork' start method)"
+        ),
+    },
     (3, 11): dict(_TOO_LONG_NAME),
     (3, 12): dict(_TOO_LONG_NAME),
     (3, 13): {
