@@ -34,8 +34,10 @@ def stand_ins(monkeypatch):
     return compat._make_pwd(), compat._make_grp()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def installed():
+    """Every test leaves the stand-ins out again (a later module, e.g. test_sandbox,
+    checks that the sandbox has no grp)."""
     yield
     compat.uninstall()
 
