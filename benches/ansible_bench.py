@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import pwd
 import random
 import shutil
 import statistics
@@ -60,8 +61,10 @@ ENV = {
     "ANSIBLE_HOST_KEY_CHECKING": "False",
     "ANSIBLE_DEPRECATION_WARNINGS": "False",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
-    "USER": os.environ.get("USER") or "mobile",
-    "LOGNAME": os.environ.get("LOGNAME") or os.environ.get("USER") or "mobile",
+    # The real login name: with a made-up one the local connection's remote tmp
+    # ``~name/.ansible/tmp`` does not expand (see docs/benchmarks.md, ansible section).
+    "USER": pwd.getpwuid(os.getuid()).pw_name,
+    "LOGNAME": pwd.getpwuid(os.getuid()).pw_name,
 }
 IMPLS = ("fork", "cli", "inproc")
 # (connection, hosts, forks), most telling first. ansible starts min(forks, hosts)
