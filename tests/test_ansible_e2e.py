@@ -579,6 +579,58 @@ def test_run_playbook_rejects_bad_arguments():
         ia.run_playbook(PB / "pb_tiny.yml", cancel_timeout=0)
 
 
+_APP_LIKE_RUN = """
+import json, os, sys
+from ios_mp import sandbox
+
+# As an iOS app's CPython: no stdin, stdout/stderr without a descriptor (the system
+# log), no user name in the environment, sys.platform "ios".
+sandbox.enable("ios", stdin="none", stdio="log", user=None, platform=True)
+import ios_mp.ansible as ia
+
+pb, inv, out = sys.argv[1:4]
+env = json.loads(sys.argv[4])
+r = ia.run_playbook(pb, inv, forks=3, extra_vars={"run_id": "app-like"}, env=env)
+with open(out, "w") as f:
+    json.dump({"rc": r.rc, "recap": r.recap, "stdout": r.stdout[-3000:],
+               "home": os.environ.get("ANSIBLE_HOME"), "tmp": os.environ.get("ANSIBLE_LOCAL_TEMP"),
+               "stdin": repr(sys.stdin), "platform": sys.platform}, f)
+"""
+
+
+@pytest.mark.no_sandbox
+@pytest.mark.timeout(300)
+def test_app_like_interpreter_no_stdin_log_stdio_ios_platform(sshd, inv_dir, tmp_path):
+    """The most iOS-like run the sandbox can give: no stdin, stdout/stderr to a log
+    sink, no USER/LOGNAME, sys.platform "ios", HOME an app data container (ansible
+    writes under its Library and tmp, set by ios_mp.ansible.compat)."""
+    inv = _inventory(inv_dir, sshd, 3, "paramiko_ssh")
+    rc0, recap0, _ = fork_baseline("pb_vars.yml", inv, 3, {"run_id": "fork-app-like"})
+    home = tmp_path / "container"
+    for d in ("Documents", "Library", "tmp"):
+        (home / d).mkdir(parents=True)
+    script, out = tmp_path / "app_like.py", tmp_path / "result.json"
+    script.write_text(_APP_LIKE_RUN)
+    run_env = {k: v for k, v in ENV.items() if k not in ("USER", "LOGNAME", "ANSIBLE_LOCAL_TEMP")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(HOME=str(home), TMPDIR=str(home / "tmp"))
+    package_root = os.path.dirname(os.path.dirname(ios_mp.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    cmd = [sys.executable, str(script), str(PB / "pb_vars.yml"), str(inv), str(out)]
+    with unsandboxed():
+        proc = subprocess.run(
+            [*cmd, json.dumps(run_env)], env=env, capture_output=True, text=True, timeout=280
+        )
+    assert proc.returncode == 0 and out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert (got["rc"], got["recap"]) == (rc0, recap0), got
+    assert got["platform"] == "ios" and got["stdin"] == "None"
+    assert got["home"] == str(home / "Library" / "ansible")
+    assert got["tmp"] == str(home / "tmp" / "ansible-local")
+    assert os.path.isdir(got["tmp"])  # ansible made its per-run temp dirs there
+    assert not (home / ".ansible").exists()  # nothing at the container's root
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
