@@ -167,7 +167,8 @@ PY
 }
 
 # ansible_deps 3.X: the ansible-core + paramiko the Ansible e2e suite (tests/test_ansible_e2e.py)
-# runs with: 2.19.x on 3.11, 2.20.x on 3.13 (2.21 removed paramiko_ssh); nothing elsewhere.
+# runs with: 2.19.x on 3.11, 2.20.x on 3.13 (2.21 removed paramiko_ssh), and Toga for the
+# Briefcase example's tests; nothing elsewhere.
 # IOS_MP_ANSIBLE_CORE=2.N: ansible-core 2.N.x on every version run instead (in venvs of
 # their own, .venv-test-3.X-ansible2.N; scripts/test-ansible-versions.sh uses it).
 ansible_deps() {
@@ -176,10 +177,13 @@ ansible_deps() {
         return
     fi
     case "$1" in
-        3.11) echo "ansible-core>=2.19,<2.20 paramiko" ;;
-        3.13) echo "ansible-core>=2.20,<2.21 paramiko" ;;
+        3.11) echo "ansible-core>=2.19,<2.20 paramiko $TOGA_DEPS" ;;
+        3.13) echo "ansible-core>=2.20,<2.21 paramiko $TOGA_DEPS" ;;
     esac
 }
+# The Briefcase example's tests (tests/test_briefcase_example.py) run its Toga app on
+# Toga's dummy backend; toga 0.5 needs CPython 3.11+.
+TOGA_DEPS="toga-core toga-dummy"
 
 # run_version 3.X [pytest args...]: sets P F S (counts), RC (pytest's exit code, or
 # "setup" if the venv could not be prepared) and NOTE.

@@ -655,3 +655,32 @@ def test_ansible_uses_the_container_paths_under_the_ios_platform(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"HOME {tmp_path}/Library/ansible" in result.stdout, result.stdout
     assert "ansible-local" in result.stdout.split("TMP ", 1)[1], result.stdout
+
+
+# --- TaskQueueManager.cleanup closes the connection lock file --------------------------
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["with-patch", "without-patch"])
+def test_task_queue_manager_cleanup_closes_its_lock_file(patched):
+    import tempfile
+    import types
+
+    tqm_module = types.ModuleType("ansible.executor.task_queue_manager")
+
+    class TaskQueueManager:  # the 2.16-2.20 shape
+        def __init__(self):
+            self._connection_lockfile = tempfile.TemporaryFile()  # noqa: SIM115  (as ansible)
+
+        def cleanup(self):
+            pass
+
+    tqm_module.TaskQueueManager = TaskQueueManager
+    if patched:
+        compat._patch_task_queue_manager(tqm_module)
+        compat._patch_task_queue_manager(tqm_module)  # idempotent
+    tqm = TaskQueueManager()
+    try:
+        tqm.cleanup()
+        assert tqm._connection_lockfile.closed is patched  # unpatched: left open
+    finally:
+        tqm._connection_lockfile.close()

@@ -715,7 +715,35 @@ def _patch_worker(worker_module: Any) -> None:
         worker_module.__class__ = _WorkerModule
 
 
+# --- TaskQueueManager.cleanup closes the connection lock file ---------------------------
+
+
+def _patch_task_queue_manager(tqm_module: Any) -> None:
+    """``TaskQueueManager.__init__`` opens ``_connection_lockfile``
+    (``tempfile.TemporaryFile()``, 2.16+) and nothing closes it: a CLI process just
+    exits. An app that runs many playbooks leaked one descriptor per run (closed
+    only by the garbage collector, with a ``ResourceWarning``). ``cleanup()``, which
+    ``PlaybookExecutor.run`` calls at the end of every run, now closes it too."""
+    cls = getattr(tqm_module, "TaskQueueManager", None)
+    original = getattr(cls, "cleanup", None)
+    if original is None or getattr(original, "__ios_mp_patched__", False):
+        return
+
+    @functools.wraps(original)
+    def cleanup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            lockfile = getattr(self, "_connection_lockfile", None)
+            if lockfile is not None and not lockfile.closed:
+                lockfile.close()
+
+    cleanup.__ios_mp_patched__ = True  # type: ignore[attr-defined]
+    cls.cleanup = cleanup
+
+
 _AFTER_IMPORT = {
+    "ansible.executor.task_queue_manager": lambda m: _patch_task_queue_manager(m),
     "ansible.plugins.loader": lambda m: _patch_plugin_loader(m),
     "ansible.utils.display": lambda m: _patch_display(m),
     "ansible.executor.process.worker": lambda m: _patch_worker(m),
