@@ -684,3 +684,37 @@ def test_task_queue_manager_cleanup_closes_its_lock_file(patched):
         assert tqm._connection_lockfile.closed is patched  # unpatched: left open
     finally:
         tqm._connection_lockfile.close()
+
+
+def test_plugin_loaders_are_shared_with_workers_not_copied(monkeypatch):
+    import multiprocessing
+    import types
+
+    from ios_mp import _snapshot
+
+    loader_module = types.ModuleType("ansible.plugins.loader")
+
+    class PluginLoader:
+        def __init__(self):
+            self._module_cache = {"warm": True}
+
+        def _load_module_source(self, *, python_module_name, path):
+            return types.ModuleType(python_module_name)
+
+        def __getstate__(self):  # as ansible's: pickling gives a cold loader
+            return {}
+
+        def __setstate__(self, data):
+            self.__init__()
+
+    loader_module.PluginLoader = PluginLoader
+    monkeypatch.setitem(sys.modules, "ansible.plugins.loader", loader_module)
+    monkeypatch.setattr(_snapshot, "_SHARED", _snapshot._SHARED)  # share_type appends
+    compat.install()
+    loaders = types.SimpleNamespace(action_loader=PluginLoader())
+    out = multiprocessing.Queue(copy=False)
+    p = multiprocessing.Process(target=lambda ns: out.put(ns.action_loader), args=(loaders,))
+    p.start()
+    got = out.get(timeout=10)
+    p.join(10)
+    assert got is loaders.action_loader

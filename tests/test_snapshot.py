@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import socket
 import threading
+import types
 
 import pytest
 
@@ -203,3 +204,15 @@ def test_a_pickle_protocol_is_not_used_fork_copies_the_fields():
     assert vm.facts == {"a": 1} and vm._loader is loader
     copied = _snapshot.snapshot([vm, vm])
     assert copied[0] is copied[1] and copied[0]._loader is not None
+
+
+def test_a_simple_namespace_keeps_the_sharing_rules_inside():
+    """ansible 2.19+ hands each worker a SimpleNamespace of its plugin loaders."""
+    q = multiprocessing.Queue(copy=False)
+    ns = types.SimpleNamespace(queue=q, data={"a": [1]}, again=None)
+    ns.again = ns.data
+    copied = _snapshot.snapshot(ns)
+    assert type(copied) is types.SimpleNamespace and copied is not ns
+    assert copied.queue is q  # an IPC object stays shared
+    assert copied.data == {"a": [1]} and copied.data is not ns.data
+    assert copied.again is copied.data  # identity inside the copy

@@ -170,6 +170,14 @@ class _Copier:
         plain = _plain.get(cls)
         if plain is None:
             plain = _plain[cls] = _is_plain(cls)
+        if cls is types.SimpleNamespace:
+            # Its fields through this copier (copy.deepcopy would copy them with
+            # its own rules: our shared objects inside would be copied or fail).
+            y = types.SimpleNamespace()
+            memo[d] = y
+            self.keep.append(x)
+            y.__dict__.update(self(x.__dict__))
+            return y
         if plain and isinstance(getattr(x, "__dict__", None), dict):
             # An ordinary instance: a new one with a copied __dict__, without
             # calling __init__ (as unpickling and fork do).

@@ -74,6 +74,11 @@ whose clients still open when the worker exits are closed then. The app's own
 threads share the app's copy. It is applied whether or not ansible is already
 imported (a post-import hook on ``ansible.plugins.loader`` otherwise).
 
+Plugin loaders are shared with workers
+--------------------------------------
+``PluginLoader`` instances are not copied into a worker's snapshot (they are
+caches; copying them at every worker start was measured at ~15 ms per start).
+
 One import of each plugin module at a time (hazard 15)
 -----------------------------------------------------
 ``PluginLoader._load_module_source`` puts a plugin's module in ``sys.modules``
@@ -623,6 +628,15 @@ def _patch_plugin_loader(loader_module: Any) -> None:
 
     _load_module_source.__ios_mp_patched__ = True  # type: ignore[attr-defined]
     cls._load_module_source = _load_module_source
+    # Plugin loaders are shared with the workers, not copied into each one's snapshot:
+    # they are caches of plugin paths and classes (a forked child gets its parent's
+    # warm ones for free), and ansible hands every worker all of them (2.19+:
+    # get_plugin_loader_namespace(); 2.16-2.18: SharedPluginLoaderObj), so copying
+    # them cost ~15 ms of every worker start, in the controller's thread
+    # (benches/ansible_bench.py --phases).
+    from .. import _snapshot
+
+    _snapshot.share_type(cls)
 
 
 class PerWorkerAttribute:
