@@ -305,3 +305,26 @@ def test_queue_uses_registered_reducers(special_reducer):
     q = multiprocessing.Queue()
     q.put(Special(4))
     assert q.get(timeout=10).v == 1004
+
+
+def test_exit_function_in_a_worker_is_that_workers_exit_only():
+    """CPython's _TestFinalize child calls util._exit_function() then os._exit(0): in
+    a real child that runs the child's finalizers and marks the child exiting; here it
+    must not run the app's finalizers nor make the app "exiting"."""
+    ran = []
+    app_side = util.Finalize(None, ran.append, args=("app",), exitpriority=5)
+    q = multiprocessing.Queue(copy=False)
+
+    def body():
+        util.Finalize(None, ran.append, args=("worker",), exitpriority=1)
+        util._exit_function()
+        q.put(util.is_exiting())
+
+    p = multiprocessing.Process(target=body)
+    p.start()
+    assert q.get(timeout=10) is True  # the worker is exiting
+    p.join(10)
+    assert ran == ["worker"]
+    assert util.is_exiting() is False  # the app is not
+    assert app_side.still_active()
+    app_side.cancel()

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import weakref
 
-from . import process
+from . import _core, process
 
 __all__ = [
     "SUBDEBUG",
@@ -205,6 +205,9 @@ class Finalize:
         self._kwargs = kwargs or {}
         self._key = (exitpriority, next(_finalizer_counter))
         self._pid = os.getpid()
+        # The process that registered it (0: the app): a worker's _exit_function()
+        # runs its own finalizers only, as a child's runs only the child's.
+        self._owner = _core._process_key()
         _finalizer_registry[self._key] = self
 
     def __call__(self, wr=None, _finalizer_registry=_finalizer_registry, sub_debug=sub_debug):
@@ -266,7 +269,13 @@ def _run_finalizers(minpriority=None) -> None:
         def f(p):
             return p[0] is not None and p[0] >= minpriority
 
-    keys = [key for key in list(_finalizer_registry) if f(key)]
+    owner = _core._process_key()
+    registered = _finalizer_registry.copy()  # one step: other threads add and remove
+    keys = [
+        key
+        for key, fin in registered.items()
+        if f(key) and (owner == 0 or getattr(fin, "_owner", 0) == owner)
+    ]
     keys.sort(reverse=True)
     for key in keys:
         finalizer = _finalizer_registry.get(key)
@@ -278,13 +287,24 @@ def _run_finalizers(minpriority=None) -> None:
 
                 traceback.print_exc()
     if minpriority is None:
-        _finalizer_registry.clear()
+        if owner == 0:
+            _finalizer_registry.clear()
+        else:
+            for key, fin in _finalizer_registry.copy().items():
+                if getattr(fin, "_owner", 0) == owner:
+                    _finalizer_registry.pop(key, None)
 
 
 _exiting = False
+# Workers (by process key) that called _exit_function(): a worker's exit state is
+# its own, as a child's is (the app's is ``_exiting``).
+_exiting_workers: set[int] = set()
 
 
 def is_exiting() -> bool:
+    key = _core._process_key()
+    if key:
+        return key in _exiting_workers
     return _exiting or _exiting is None
 
 
@@ -295,26 +315,43 @@ def _exit_function(
     active_children=process.active_children,
     current_process=process.current_process,
 ) -> None:
-    """At exit: finalizers, then terminate daemonic processes and join the rest."""
+    """At exit: finalizers, then terminate daemonic processes and join the rest.
+
+    Called in a worker (CPython's tests do, before ``os._exit``), it is that worker's
+    exit: its own exit state, its own finalizers, its own children."""
     global _exiting
-    if not _exiting:
+    key = _core._process_key()
+    if key:
+        if key in _exiting_workers:
+            return
+        _exiting_workers.add(key)
+    elif _exiting:
+        return
+    else:
         _exiting = True
-        info("process shutting down")
-        debug("running all 'atexit' finalizers with priority >= 0")
-        _run_finalizers(0)
-        if current_process() is not None:
-            for p in active_children():
-                if p.daemon:
-                    info("calling terminate() for daemon %s", p.name)
-                    p.terminate()
-            for p in active_children():
-                info("calling join() for process %s", p.name)
-                p.join(None if not p.daemon else 1.0)
-        debug("running the remaining 'atexit' finalizers")
-        _run_finalizers()
+    info("process shutting down")
+    debug("running all 'atexit' finalizers with priority >= 0")
+    _run_finalizers(0)
+    if current_process() is not None:
+        for p in active_children():
+            if p.daemon:
+                info("calling terminate() for daemon %s", p.name)
+                p.terminate()
+        for p in active_children():
+            info("calling join() for process %s", p.name)
+            p.join(None if not p.daemon else 1.0)
+    debug("running the remaining 'atexit' finalizers")
+    _run_finalizers()
 
 
 atexit.register(_exit_function)
+
+
+def _forget_exiting(proc) -> None:
+    _exiting_workers.discard(proc.pid)
+
+
+process._exit_hooks.append(_forget_exiting)
 
 
 class ForkAwareThreadLock:
