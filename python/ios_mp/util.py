@@ -82,16 +82,50 @@ def get_logger() -> logging.Logger:
             _logger.propagate = False
             logging.addLevelName(SUBDEBUG, "SUBDEBUG")
             logging.addLevelName(SUBWARNING, "SUBWARNING")
+            if type(_logger) is logging.Logger:
+                _logger.__class__ = _MultiprocessingLogger
+    _sync_core_level()
     return _logger
 
 
+class _MultiprocessingLogger(logging.Logger):
+    """The ``multiprocessing`` logger: ``setLevel`` also lets the Rust core's records
+    through at that level (see ``_sync_core_level``)."""
+
+    def setLevel(self, level) -> None:
+        super().setLevel(level)
+        _sync_core_level()
+
+
+def _sync_core_level() -> None:
+    """The Rust core's records cost a trip into Python each, so pyo3-log passes only
+    those the "ios_mp" logger is enabled for (NOTSET: its parents' level, WARNING by
+    default). Lower it to the ``multiprocessing`` logger's level while that one is
+    lower, and clear pyo3-log's cached levels."""
+    core = logging.getLogger(CORE_LOGGER_NAME)
+    wanted = logging.NOTSET
+    if _logger is not None and _logger.level != logging.NOTSET:
+        parent = core.parent.getEffectiveLevel() if core.parent else logging.WARNING
+        if _logger.level < parent:
+            wanted = _logger.level
+    if core.level in (logging.NOTSET, _synced_level[0]) and core.level != wanted:
+        core.setLevel(wanted)
+        _synced_level[0] = wanted
+        reset = getattr(_core, "_reset_log_cache", None)
+        if reset is not None:
+            reset()
+
+
+_synced_level = [logging.NOTSET]  # the level _sync_core_level last gave "ios_mp"
+
+
 # The Rust core logs through pyo3-log to the Python logger named after its log
-# target, "ios_mp". pyo3-log caches each logger's level at its first record, so
-# that logger is set to DEBUG (the most pyo3-log passes) once, here, before any
-# record; _CoreRecords then hands each record to the multiprocessing logger (as
-# stdlib's internals log there) when that one is enabled for it, and lets it go
-# on to the "ios_mp" logger's own handlers and ancestors only at the level they
-# would have had without this (the parent's effective level: the root's).
+# target, "ios_mp". _CoreRecords hands each record to the multiprocessing logger (as
+# stdlib's internals log there) when that one is enabled for it, and lets it go on
+# to the "ios_mp" logger's own handlers and ancestors only at the level they would
+# have had without this (the parent's effective level: the root's). The "ios_mp"
+# logger's level follows the multiprocessing logger's (_sync_core_level): left at
+# DEBUG, every process start and exit paid ~70 us for records nobody wanted.
 CORE_LOGGER_NAME = "ios_mp"
 
 
@@ -108,8 +142,6 @@ def _route_core_records() -> None:
     core = logging.getLogger(CORE_LOGGER_NAME)
     if not any(isinstance(f, _CoreRecords) for f in core.filters):
         core.addFilter(_CoreRecords())
-    if core.level == logging.NOTSET:
-        core.setLevel(DEBUG)
 
 
 _route_core_records()
