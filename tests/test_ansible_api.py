@@ -4,8 +4,6 @@ under the faithful iOS sandbox (the suite's default). Skipped without ansible-co
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import threading
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 pytest.importorskip("ansible")
 
 import ios_mp.ansible as ia
+from tests.ansible.conftest import take_compat_out
 
 PB = Path(__file__).resolve().parent / "ansible"
 ENV = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
@@ -21,17 +20,9 @@ ENV = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
 
 @pytest.fixture(scope="module", autouse=True)
 def _compat_taken_out_afterwards():
-    """run_playbook() installs ios_mp.ansible.compat for good, as an app would; the rest
-    of the session must see the plain sandbox again (as tests/test_ansible_e2e.py)."""
+    """compat out again after this module's runs (see take_compat_out)."""
     yield
-    from ios_mp.ansible import compat
-
-    compat.uninstall()
-    for module in list(sys.modules.values()):
-        for name in ("pwd", "grp"):
-            if module is not None and compat._is_stand_in(getattr(module, name, None)):
-                with contextlib.suppress(Exception):
-                    setattr(module, name, None)
+    take_compat_out()
 
 
 def _collector():

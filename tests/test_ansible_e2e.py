@@ -31,6 +31,7 @@ import ios_mp.ansible as ia
 from tests.ansible.conftest import (  # noqa: F401  (fixtures)
     Sshd,
     sshd_fixture,
+    take_compat_out,
     unsandboxed,
     write_inventory,
 )
@@ -79,21 +80,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module", autouse=True)
 def _compat_taken_out_afterwards():
-    """run_playbook() installs ios_mp.ansible.compat for good, as an app would;
-    the rest of the test session must see the plain sandbox again. Modules first
-    imported during the runs bound its pwd/grp stand-ins (tarfile, shutil...):
-    they get what they would have got in the sandbox, None."""
+    """compat out again after this module's runs (see take_compat_out)."""
     yield
-    try:
-        from ios_mp.ansible import compat
-    except ImportError:
-        return
-    compat.uninstall()
-    for module in list(sys.modules.values()):
-        for name in ("pwd", "grp"):
-            if module is not None and compat._is_stand_in(getattr(module, name, None)):
-                with contextlib.suppress(Exception):
-                    setattr(module, name, None)
+    take_compat_out()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ when toga-core/toga-dummy are missing, all of them when ansible-core or paramiko
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import threading
@@ -21,7 +20,11 @@ import pytest
 pytest.importorskip("ansible")
 pytest.importorskip("paramiko")
 
-from tests.ansible.conftest import sshd_fixture, write_inventory  # noqa: F401  (fixture)
+from tests.ansible.conftest import (  # noqa: F401  (fixture)
+    sshd_fixture,
+    take_compat_out,
+    write_inventory,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "briefcase"
@@ -40,17 +43,9 @@ ENV = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _compat_taken_out_afterwards():
-    """run_playbook() installs ios_mp.ansible.compat for good, as an app would; the rest
-    of the session must see the plain sandbox again (as tests/test_ansible_e2e.py)."""
+    """compat out again after this module's runs (see take_compat_out)."""
     yield
-    from ios_mp.ansible import compat
-
-    compat.uninstall()
-    for module in list(sys.modules.values()):
-        for name in ("pwd", "grp"):
-            if module is not None and compat._is_stand_in(getattr(module, name, None)):
-                with contextlib.suppress(Exception):
-                    setattr(module, name, None)
+    take_compat_out()
 
 
 @pytest.fixture(scope="module")

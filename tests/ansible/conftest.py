@@ -32,6 +32,26 @@ TEST_USER = "iosmp-test"
 SSHD = demo.SSHD
 
 
+def take_compat_out() -> None:
+    """run_playbook() installs ios_mp.ansible.compat for good, as an app would; the rest
+    of the test session must see the plain sandbox again. Modules first imported
+    during the runs bound its pwd/grp stand-ins (tarfile, shutil...): they get what
+    they would have got in the sandbox, None. (Called by the Ansible test modules'
+    module-scoped fixtures.)"""
+    import sys
+
+    try:
+        from ios_mp.ansible import compat
+    except ImportError:
+        return
+    compat.uninstall()
+    for module in list(sys.modules.values()):
+        for name in ("pwd", "grp"):
+            if module is not None and compat._is_stand_in(getattr(module, name, None)):
+                with contextlib.suppress(Exception):
+                    setattr(module, name, None)
+
+
 @contextlib.contextmanager
 def unsandboxed() -> Iterator[None]:
     """Real processes for the duration (the fixtures start sshd and ssh-keygen)."""
