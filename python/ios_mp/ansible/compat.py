@@ -610,24 +610,34 @@ def _plugin_module_name(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     return f"{getattr(self, 'package', '')}.{name}"
 
 
-def _patch_plugin_loader(loader_module: Any) -> None:
-    cls = getattr(loader_module, "PluginLoader", None)
-    original = getattr(cls, "_load_module_source", None)
+def _wrap_method(cls: Any, name: str, make: Callable[[Any], Any]) -> bool:
+    """Replace ``cls.name`` by ``make(original)`` (with the original's name and doc),
+    once: False if there is no such method or it is already ours."""
+    original = getattr(cls, name, None)
     if original is None or getattr(original, "__ios_mp_patched__", False):
+        return False
+    wrapper = functools.wraps(original)(make(original))
+    wrapper.__ios_mp_patched__ = True
+    setattr(cls, name, wrapper)
+    return True
+
+
+def _patch_plugin_loader(loader_module: Any) -> None:
+    def make(original: Any) -> Any:
+        def _load_module_source(self: Any, *args: Any, **kwargs: Any) -> Any:
+            name = _plugin_module_name(self, args, kwargs)
+            if name is None:
+                module = original(self, *args, **kwargs)
+            else:
+                module = _plugin_imports.load(name, lambda: original(self, *args, **kwargs))
+            _isolate_caches(module)
+            return module
+
+        return _load_module_source
+
+    cls = getattr(loader_module, "PluginLoader", None)
+    if not _wrap_method(cls, "_load_module_source", make):
         return
-
-    @functools.wraps(original)
-    def _load_module_source(self: Any, *args: Any, **kwargs: Any) -> Any:
-        name = _plugin_module_name(self, args, kwargs)
-        if name is None:
-            module = original(self, *args, **kwargs)
-        else:
-            module = _plugin_imports.load(name, lambda: original(self, *args, **kwargs))
-        _isolate_caches(module)
-        return module
-
-    _load_module_source.__ios_mp_patched__ = True  # type: ignore[attr-defined]
-    cls._load_module_source = _load_module_source
     # Plugin loaders are shared with the workers, not copied into each one's snapshot:
     # they are caches of plugin paths and classes (a forked child gets its parent's
     # warm ones for free), and ansible hands every worker all of them (2.19+:
@@ -738,22 +748,19 @@ def _patch_task_queue_manager(tqm_module: Any) -> None:
     exits. An app that runs many playbooks leaked one descriptor per run (closed
     only by the garbage collector, with a ``ResourceWarning``). ``cleanup()``, which
     ``PlaybookExecutor.run`` calls at the end of every run, now closes it too."""
-    cls = getattr(tqm_module, "TaskQueueManager", None)
-    original = getattr(cls, "cleanup", None)
-    if original is None or getattr(original, "__ios_mp_patched__", False):
-        return
 
-    @functools.wraps(original)
-    def cleanup(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            lockfile = getattr(self, "_connection_lockfile", None)
-            if lockfile is not None and not lockfile.closed:
-                lockfile.close()
+    def make(original: Any) -> Any:
+        def cleanup(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                lockfile = getattr(self, "_connection_lockfile", None)
+                if lockfile is not None and not lockfile.closed:
+                    lockfile.close()
 
-    cleanup.__ios_mp_patched__ = True  # type: ignore[attr-defined]
-    cls.cleanup = cleanup
+        return cleanup
+
+    _wrap_method(getattr(tqm_module, "TaskQueueManager", None), "cleanup", make)
 
 
 _AFTER_IMPORT = {
