@@ -17,6 +17,10 @@
 #   IOS_MP_SKIP_BUILD=1          reuse the wheel already in dist/ (no maturin build)
 #   IOS_MP_ANSIBLE_CORE=2.18     test with ansible-core 2.18.x instead of the defaults (see
 #                                ansible_deps; scripts/test-ansible-versions.sh)
+#   IOS_MP_CPYTHON_SUITE="3.9 3.13"  the versions that run CPython's own multiprocessing
+#                                suite (tests/test_cpython_suite.py, 3-5 min per version);
+#                                "all" for every version (scripts/test-cpython-all.sh), ""
+#                                for none. The other versions --ignore that module.
 #   IOS_MP_PYTEST_TIMEOUT=900    wall-clock limit in seconds for one version's pytest run,
 #                                on top of pytest-timeout's per-test limit; catches hangs at
 #                                interpreter shutdown (0 disables)
@@ -34,6 +38,7 @@ DEFAULT_VERSIONS="3.9 3.10 3.11 3.12 3.13"
 MATURIN_SPEC="maturin>=1.10.2,<2"
 TEST_DEPS=("pytest>=7" "pytest-timeout>=2.1")
 BUILD_VENV=".venv-build"
+CPYTHON_SUITE="${IOS_MP_CPYTHON_SUITE-3.9 3.13}"
 PYTEST_WALL_TIMEOUT="${IOS_MP_PYTEST_TIMEOUT:-900}"
 
 log()  { printf '==> %s\n' "$*"; }
@@ -214,9 +219,15 @@ print(os.path.realpath(os.path.dirname(ios_mp.__file__)))' 2>/dev/null || true)"
             ;;
     esac
     rm -f "$junit"
+    local extra=()
+    if [ "$CPYTHON_SUITE" != all ] && [[ " $CPYTHON_SUITE " != *" $v "* ]]; then
+        log "CPython's multiprocessing suite not run on $v (IOS_MP_CPYTHON_SUITE=\"$CPYTHON_SUITE\")"
+        extra=(--ignore "$ROOT/tests/test_cpython_suite.py")
+    fi
     # -c/--rootdir pin pyproject.toml's [tool.pytest.ini_options] (testpaths, addopts, timeout).
     "${TIMEOUT_CMD[@]}" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-        -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --junitxml "$junit" "$@" || RC=$?
+        -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --junitxml "$junit" \
+        ${extra[@]+"${extra[@]}"} "$@" || RC=$?
     if [ -s "$junit" ] && counts="$(junit_counts "$venv/bin/python" "$junit")"; then
         read -r P F S <<<"$counts"
     else
