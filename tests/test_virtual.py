@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
+import sys
 import threading
 import time
 
@@ -23,9 +25,21 @@ def _run(target, *args, **kwargs):
 
 
 def _app_state():
+    """What a worker must leave as it was: the app's descriptors 0-2, its
+    ``sys.std*`` (and ``__std*__``) objects, its signal handlers, its group."""
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            fds.append((fd, st.st_dev, st.st_ino, st.st_mode))
+        except OSError as e:
+            fds.append((fd, e.errno))
+    names = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
     return (
-        [os.fstat(fd).st_ino for fd in (0, 1, 2) if _fd_open(fd)],
-        [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
+        fds,
+        [id(getattr(sys, n, None)) for n in names],
+        # SIGALRM is pytest-timeout's, set and reset around each test.
+        {s: signal.getsignal(s) for s in signal.valid_signals() if s != signal.SIGALRM},
         os.getpgrp(),
     )
 
@@ -158,7 +172,6 @@ def test_twenty_concurrent_workers_detach_and_exit(app_unchanged):
     """Ansible's WorkerProcess sequence, in 20 workers at once: setsid, signal
     handlers, /dev/null over 0-2, new sys.std*, output, alarm, os._exit."""
     import io
-    import sys
 
     app_streams = (sys.stdin, sys.stdout, sys.stderr)
     seen = multiprocessing.Queue(copy=False)
@@ -263,3 +276,220 @@ def test_signal_handlers_are_per_worker(app_unchanged):
     assert term is handler and intr is signal.SIG_IGN and hup is signal.SIG_DFL
     assert signal.getsignal(signal.SIGTERM) is app_term
     assert _signals._handlers == {}  # forgotten at exit
+
+
+# --- exit codes, unwinding, and what terminate()/kill() cannot interrupt ---------
+
+
+class _Cm:
+    def __init__(self, q, what):
+        self.q, self.what = q, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.q.put(("with", self.what))
+
+
+def _ending(how):
+    def body(q, handed):
+        handed["seen"] = True  # a mutation of the worker's own copy
+        handed["nested"].append("worker")
+        with _Cm(q, how):
+            try:
+                q.put(("ready", how))
+                if how == "os._exit(5)":
+                    os._exit(5)
+                elif how == "sys.exit(4)":
+                    sys.exit(4)
+                elif how == "SystemExit()":
+                    raise SystemExit()
+                elif how == "sys.exit('msg')":
+                    sys.exit("msg")
+                elif how == "exception":
+                    raise RuntimeError("boom")
+                else:  # ended from outside: terminate() or kill()
+                    time.sleep(60)
+            finally:
+                q.put(("finally", how))
+
+    return body
+
+
+@pytest.mark.parametrize(
+    "how,code",
+    [
+        ("os._exit(5)", 5),
+        ("sys.exit(4)", 4),
+        ("SystemExit()", 0),
+        ("sys.exit('msg')", 1),
+        ("exception", 1),
+        ("terminate", -15),
+        ("kill", -9),
+    ],
+)
+def test_exit_codes_are_a_real_childs_and_unwinding_is_as_documented(
+    app_unchanged, capsys, how, code
+):
+    """Exit codes n/0/1/-15/-9; for every way of ending (os._exit, terminate and
+    kill included) the worker's thread unwinds: ``finally`` blocks and ``with``
+    exits run (documented in _virtual.py and docs/compatibility.md). The dict
+    handed to the worker is unchanged in the app."""
+    q = multiprocessing.Queue(copy=False)
+    handed = {"nested": ["app"]}
+    p = multiprocessing.Process(target=_ending(how), args=(q, handed))
+    p.start()
+    assert q.get(timeout=10) == ("ready", how)
+    if how in ("terminate", "kill"):
+        time.sleep(0.05)
+        getattr(p, how)()
+    p.join(10)
+    assert p.exitcode == code
+    assert [q.get(timeout=5) for _ in range(2)] == [("finally", how), ("with", how)]
+    assert handed == {"nested": ["app"]}
+    err = capsys.readouterr().err
+    if how == "exception":
+        assert "RuntimeError: boom" in err
+    if how == "sys.exit('msg')":
+        assert "msg" in err
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_in_a_blocking_socket_read_ends_when_the_read_returns(app_unchanged):
+    """The documented limit: terminate() cannot interrupt a blocking C call other
+    than ios_mp's waits and time.sleep (here ``sock.recv``); ``join(timeout)``
+    still returns on time, and the worker ends (-15) as soon as the call returns."""
+    a, b = socket.socketpair()
+    started = multiprocessing.Event()
+    after = multiprocessing.Queue(copy=False)
+
+    def body():
+        started.set()
+        data = b.recv(1)
+        after.put(data)  # not reached: ended when recv returns
+
+    p = multiprocessing.Process(target=body)
+    p.start()
+    try:
+        assert started.wait(5)
+        time.sleep(0.1)  # let it block in recv
+        p.terminate()
+        t0 = time.monotonic()
+        p.join(0.3)
+        waited = time.monotonic() - t0
+        print(f"join(0.3) with the worker stuck in recv returned after {waited * 1000:.0f} ms")
+        assert 0.25 <= waited < 2.0
+        assert p.is_alive() and p.exitcode is None
+    finally:
+        a.send(b"x")  # the read returns: the worker ends at its next bytecode
+    p.join(10)
+    assert p.exitcode == -15
+    assert after.empty()
+    a.close()
+    b.close()
+
+
+# --- outside workers: stdlib behaviour exactly ----------------------------------------
+
+
+_BAD_CALLS = [
+    (time.sleep, ("x",)),
+    (time.sleep, (None,)),
+    (time.sleep, (-1,)),
+    (os._exit, ("x",)),
+    (os._exit, (1.5,)),
+    (os.kill, ("x", 0)),
+    (os.kill, (1.5, 0)),
+    (os.kill, (os.getpid(), "x")),
+    (os.kill, (2**64, 0)),
+    (os.killpg, ("x", 0)),
+    (os.setpgid, ("x", 0)),
+    (os.getsid, ("x",)),
+    (os.getpgid, ("x",)),
+    (os.dup2, ("x", 1)),
+    (os.close, ("x",)),
+    (os.closerange, ("a", 3)),
+    (os.fstat, (-1,)),
+    (os.write, (1,)),
+    (signal.signal, (0, signal.SIG_DFL)),
+    (signal.signal, (signal.SIGKILL, signal.SIG_IGN)),
+    (signal.getsignal, (0,)),
+    (signal.setitimer, (99, 1.0)),
+]
+
+
+def _outcome(call, *args, **kwargs):
+    try:
+        return ("returned", call(*args, **kwargs))
+    except BaseException as e:  # os._exit's cases all raise before exiting
+        return (type(e), str(e))
+
+
+@pytest.mark.parametrize("call,args", _BAD_CALLS, ids=lambda v: getattr(v, "__name__", repr(v)))
+def test_outside_workers_the_errors_are_stdlibs(call, args):
+    """Same exception type and message as the original, on every Python version."""
+    assert _outcome(call, *args) == _outcome(call.__wrapped__, *args)
+
+
+@pytest.mark.parametrize(
+    "call,kwargs",
+    [
+        (time.sleep, {"seconds": 0}),
+        (os.kill, {"pid": os.getpid(), "signal": 0}),
+        (os.killpg, {"pgid": os.getpgrp(), "signal": 0}),
+        (os.setpgid, {"pid": 0, "pgrp": 0}),
+        (os.getsid, {"pid": 0}),
+        (signal.alarm, {"seconds": 0}),
+        (signal.raise_signal, {"signalnum": 0}),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_outside_workers_keyword_arguments_are_refused_as_by_stdlib(call, kwargs):
+    assert _outcome(call, **kwargs)[0] is TypeError
+    assert _outcome(call.__wrapped__, **kwargs)[0] is TypeError
+
+
+def test_outside_workers_keyword_status_of_os_exit_is_accepted():
+    # stdlib's os._exit takes ``status`` by keyword; so must the patch (not run:
+    # checked through the signature the patch is called with).
+    import inspect
+
+    assert list(inspect.signature(os._exit, follow_wrapped=False).parameters) == ["status"]
+
+
+def test_signal_from_a_non_main_app_thread_raises_as_stdlib():
+    out = []
+
+    def app_thread():
+        for call in (signal.signal, signal.signal.__wrapped__):
+            out.append(_outcome(call, signal.SIGUSR1, signal.SIG_IGN))
+
+    t = threading.Thread(target=app_thread)
+    t.start()
+    t.join(5)
+    assert out[0] == out[1]
+    assert out[0][0] is ValueError and "main thread" in out[0][1]
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+def test_app_calls_reach_the_real_process():
+    os.kill(os.getpid(), 0)  # the app's own real pid
+    os.killpg(os.getpgrp(), 0)
+    assert os.getpgid(0) == os.getpgrp.__wrapped__()
+    assert os.getsid(0) == os.getsid.__wrapped__(0)
+    r, w = os.pipe()
+    r2, w2 = os.dup(r), os.dup(w)
+    low, high = min(r, w, r2, w2), max(r, w, r2, w2)
+    # Only close our four (others may hold descriptors in between).
+    for fd in range(low, high + 1):
+        if fd not in (r, w, r2, w2) and _fd_open(fd):
+            pytest.skip("descriptors of others lie in the range")
+    os.closerange(low, high + 1)
+    assert not any(_fd_open(fd) for fd in (r, w, r2, w2))
+    prev = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+        assert signal.signal.__wrapped__(signal.SIGUSR2, prev) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR2, prev)

@@ -102,6 +102,7 @@ worker (``finally`` blocks run; a real SIGTERM/SIGKILL would run none).
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import signal
 import threading
@@ -155,16 +156,18 @@ def _original(owner: Any, name: str) -> Any:
 
 
 @_patch(os, "_exit", "ends only that worker, exit code n")
-def _exit(n: int) -> None:
-    code = int(n)
+def _exit(status: int) -> None:
+    if _core._worker_process() is None:
+        _original(os, "_exit")(status)
+    code = operator.index(status)  # stdlib's TypeError for a non-integer
     if _core._request_exit(code):
         raise ProcessTerminated(f"os._exit({code})")
-    _original(os, "_exit")(n)
+    _original(os, "_exit")(status)
 
 
 @_patch(time, "sleep", "same sleep; terminate()/kill() of the worker end it at once")
-def _sleep(seconds: float) -> None:
-    if not _core._sleep(seconds):
+def _sleep(seconds: float, /) -> None:
+    if _core._worker_process() is None or not _core._sleep(seconds):
         _original(time, "sleep")(seconds)
 
 
@@ -238,6 +241,15 @@ def _allocate_lock() -> Any:
 # --- session and process group ------------------------------------------------
 
 
+def _is_vpid(pid: Any) -> bool:
+    """``pid`` is a virtual pid; False for what is not an integer, so that the
+    original raises stdlib's own error for it."""
+    try:
+        return _core.is_virtual_pid(operator.index(pid))
+    except TypeError:
+        return False
+
+
 def _vpid() -> int | None:
     p = _core._worker_process()
     return None if p is None else p.pid
@@ -256,11 +268,11 @@ def _setpgrp() -> None:
 
 
 @_patch(os, "setpgid", "setpgid(0, 0) (or the worker's own vpid): no-op")
-def _setpgid(pid: int, pgrp: int) -> None:
+def _setpgid(pid: int, pgrp: int, /) -> None:
     vpid = _vpid()
     if vpid is not None and pid in (0, vpid) and pgrp in (0, vpid):
         return
-    if _core.is_virtual_pid(pid):
+    if _is_vpid(pid):
         raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH))
     _original(os, "setpgid")(pid, pgrp)
 
@@ -271,14 +283,14 @@ def _virtual_group(name: str, pid: int) -> int:
     vpid = _vpid()
     if vpid is not None and pid == 0:
         return vpid
-    if _core.is_virtual_pid(pid):
+    if _is_vpid(pid):
         _lookup(pid)
         return pid
     return _original(os, name)(pid)
 
 
 @_patch(os, "getsid", "getsid(0) or of a worker's vpid: that vpid")
-def _getsid(pid: int) -> int:
+def _getsid(pid: int, /) -> int:
     return _virtual_group("getsid", pid)
 
 
@@ -334,7 +346,7 @@ def _getsignal(signalnum: int) -> Any:
 
 
 @_patch(signal, "alarm", "the worker's own timer: SIGALRM to that worker")
-def _alarm(seconds: int) -> int:
+def _alarm(seconds: int, /) -> int:
     proc = _core._worker_process()
     if proc is None:
         return _original(signal, "alarm")(seconds)
@@ -346,7 +358,7 @@ def _alarm(seconds: int) -> int:
 
 
 @_patch(signal, "setitimer", "ITIMER_REAL: the worker's own timer (others: ItimerError)")
-def _setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float, float]:
+def _setitimer(which: int, seconds: float, interval: float = 0.0, /) -> tuple[float, float]:
     proc = _core._worker_process()
     if proc is None:
         return _original(signal, "setitimer")(which, seconds, interval)
@@ -354,7 +366,7 @@ def _setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float
 
 
 @_patch(signal, "getitimer", "ITIMER_REAL: the worker's own timer")
-def _getitimer(which: int) -> tuple[float, float]:
+def _getitimer(which: int, /) -> tuple[float, float]:
     proc = _core._worker_process()
     if proc is None:
         return _original(signal, "getitimer")(which)
@@ -362,7 +374,7 @@ def _getitimer(which: int) -> tuple[float, float]:
 
 
 @_patch(signal, "raise_signal", "delivered to the worker itself (its handler runs first)")
-def _raise_signal(signalnum: int) -> None:
+def _raise_signal(signalnum: int, /) -> None:
     proc = _core._worker_process()
     if proc is None:
         return _original(signal, "raise_signal")(signalnum)
@@ -409,8 +421,8 @@ def _deliver(pid: int, sig: int) -> None:
     "to a vpid: delivered to that worker, never to a real process",
     "unchanged for real pids (a vpid is delivered virtually from anywhere)",
 )
-def _kill(pid: int, sig: int) -> None:
-    if _core.is_virtual_pid(pid):
+def _kill(pid: int, sig: int, /) -> None:
+    if _is_vpid(pid):
         _deliver(pid, sig)
         return
     if pid == os.getpid():
@@ -427,8 +439,8 @@ def _kill(pid: int, sig: int) -> None:
 
 
 @_patch(os, "killpg", "to a vpid: as os.kill(vpid, sig)", "unchanged for real process groups")
-def _killpg(pgid: int, sig: int) -> None:
-    if _core.is_virtual_pid(pgid):
+def _killpg(pgid: int, sig: int, /) -> None:
+    if _is_vpid(pgid):
         _deliver(pgid, sig)
         return
     _original(os, "killpg")(pgid, sig)
@@ -445,7 +457,7 @@ if _fcntl.fcntl is not None:
         "also: waits while a worker holds a conflicting lock (threads of the app"
         " still never exclude each other)",
     )
-    def _lockf(fd: Any, cmd: int, len: int = 0, start: int = 0, whence: int = 0) -> None:
+    def _lockf(fd: Any, cmd: int, len: int = 0, start: int = 0, whence: int = 0, /) -> None:
         return _fcntl.lockf(_original(_fcntl.fcntl, "lockf"), fd, cmd, len, start, whence)
 
 
