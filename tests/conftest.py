@@ -43,3 +43,36 @@ def interrupt_main_after(delay: float) -> threading.Thread:
     t = threading.Thread(target=fire, daemon=True)
     t.start()
     return t
+
+
+def app_state():
+    """What a worker must leave as it was (issue 3): the app's descriptors 0-2
+    (``os.fstat``), its ``sys.std*`` and ``sys.__std*__`` objects (identity),
+    its signal handlers (all but SIGALRM, which pytest-timeout sets and resets
+    around each test) and its process group."""
+    import os
+    import signal
+    import sys
+
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            fds.append((fd, st.st_dev, st.st_ino, st.st_mode))
+        except OSError as e:
+            fds.append((fd, e.errno))
+    names = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
+    return (
+        fds,
+        [id(getattr(sys, n, None)) for n in names],
+        {s: signal.getsignal(s) for s in signal.valid_signals() if s != signal.SIGALRM},
+        os.getpgrp(),
+    )
+
+
+@pytest.fixture
+def app_state_unchanged():
+    """Asserts app_state() after the test is what it was before."""
+    before = app_state()
+    yield
+    assert app_state() == before

@@ -13,7 +13,7 @@ import pytest
 
 from ios_mp import _signals
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("app_state_unchanged")]
 
 
 class Boom(Exception):

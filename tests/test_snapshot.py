@@ -13,6 +13,9 @@ import pytest
 
 from ios_mp import _snapshot
 
+# Every test here also checks the app state (conftest.app_state) is unchanged.
+pytestmark = pytest.mark.usefixtures("app_state_unchanged")
+
 
 class Host:
     def __init__(self, name):
@@ -91,13 +94,61 @@ def test_identity_is_preserved_inside_the_copy():
     p.join(5)
 
 
+def test_a_nested_object_shared_by_two_args_stays_one_object_in_the_copy():
+    """Like fork: the worker's two args still share their nested list (a mutation
+    through one is seen through the other), and the app's objects are untouched."""
+    q = multiprocessing.Queue(copy=False)
+    nested = [1]
+    first = {"items": nested, "name": "first"}
+    second = Host("h")
+    second.vars = {"items": nested}
+
+    def body(a, b):
+        a["items"].append(2)
+        b.vars["items"].append(3)
+        a["name"] = "changed"
+        q.put((a["items"] is b.vars["items"], list(b.vars["items"]), a["items"] is nested))
+
+    p = multiprocessing.Process(target=body, args=(first, second))
+    p.start()
+    assert q.get(timeout=5) == (True, [1, 2, 3], False)
+    p.join(5)
+    assert p.exitcode == 0
+    assert nested == [1] and first == {"items": [1], "name": "first"}
+    assert second.vars["items"] is nested and first["items"] is nested
+
+
 def test_ipc_objects_and_uncopyables_stay_shared(tmp_path):
     q = multiprocessing.Queue()
     lock = multiprocessing.Lock()
     tlock = threading.Lock()
     f = open(tmp_path / "f.txt", "w")  # noqa: SIM115
     s = socket.socket()
-    args = {"q": q, "lock": lock, "tlock": tlock, "f": f, "s": s, "os": os, "fn": len}
+    r, w = multiprocessing.Pipe()
+    other = multiprocessing.Process(target=len, args=((),))
+    args = {
+        "q": q,
+        "sq": multiprocessing.SimpleQueue(),
+        "jq": multiprocessing.JoinableQueue(),
+        "lock": lock,
+        "rlock": multiprocessing.RLock(),
+        "sem": multiprocessing.Semaphore(2),
+        "event": multiprocessing.Event(),
+        "cond": multiprocessing.Condition(),
+        "barrier": multiprocessing.Barrier(2),
+        "value": multiprocessing.Value("i", 1),
+        "conn_r": r,
+        "conn_w": w,
+        "process": other,
+        "tlock": tlock,
+        "thread": threading.current_thread(),
+        "f": f,
+        "s": s,
+        "os": os,
+        "fn": len,
+        "lambda": lambda: None,
+        "cls": Host,
+    }
     out = multiprocessing.Queue(copy=False)
 
     def body(a):
@@ -108,9 +159,12 @@ def test_ipc_objects_and_uncopyables_stay_shared(tmp_path):
         p.start()
         assert out.get(timeout=5) == dict.fromkeys(args, True)
         p.join(5)
+        assert p.exitcode == 0
     finally:
         f.close()
         s.close()
+        r.close()
+        w.close()
 
 
 def test_current_process_in_the_worker_is_its_own_copy():
@@ -216,3 +270,23 @@ def test_a_simple_namespace_keeps_the_sharing_rules_inside():
     assert copied.queue is q  # an IPC object stays shared
     assert copied.data == {"a": [1]} and copied.data is not ns.data
     assert copied.again is copied.data  # identity inside the copy
+
+
+@pytest.mark.timeout(30)
+def test_manager_proxies_stay_shared():
+    out = multiprocessing.Queue(copy=False)
+    with multiprocessing.Manager() as m:
+        d = m.dict()
+        lst = m.list([1])
+
+        def body(d2, l2):
+            d2["worker"] = True  # through the proxy: the app sees it
+            l2.append(2)
+            out.put((d2 is d, l2 is lst))
+
+        p = multiprocessing.Process(target=body, args=(d, lst))
+        p.start()
+        assert out.get(timeout=10) == (True, True)
+        p.join(10)
+        assert p.exitcode == 0
+        assert dict(d) == {"worker": True} and list(lst) == [1, 2]

@@ -55,7 +55,7 @@ def _assert_routers():
 
 
 @pytest.fixture
-def app_unchanged():
+def app_unchanged(app_state_unchanged):
     fds = _fd_ids()
     streams = [getattr(sys, n) for n in NAMES]
     assert type(sys) is _stdio._SysModule

@@ -24,26 +24,6 @@ def _run(target, *args, **kwargs):
     return p
 
 
-def _app_state():
-    """What a worker must leave as it was: the app's descriptors 0-2, its
-    ``sys.std*`` (and ``__std*__``) objects, its signal handlers, its group."""
-    fds = []
-    for fd in (0, 1, 2):
-        try:
-            st = os.fstat(fd)
-            fds.append((fd, st.st_dev, st.st_ino, st.st_mode))
-        except OSError as e:
-            fds.append((fd, e.errno))
-    names = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
-    return (
-        fds,
-        [id(getattr(sys, n, None)) for n in names],
-        # SIGALRM is pytest-timeout's, set and reset around each test.
-        {s: signal.getsignal(s) for s in signal.valid_signals() if s != signal.SIGALRM},
-        os.getpgrp(),
-    )
-
-
 def _fd_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -53,10 +33,9 @@ def _fd_open(fd: int) -> bool:
 
 
 @pytest.fixture
-def app_unchanged():
-    before = _app_state()
+def app_unchanged(app_state_unchanged):
+    """fds 0-2, sys.std* identity, signal handlers, process group (conftest.app_state)."""
     yield
-    assert _app_state() == before
 
 
 def test_os_exit_ends_only_the_worker(app_unchanged):
