@@ -206,6 +206,11 @@ def test_table_lists_every_patch_and_uninstall_restores_them():
         ("os", "getppid"),
         ("os", "kill"),
         ("os", "killpg"),
+        ("Thread", "start"),
+        ("Thread", "_bootstrap_inner"),
+        ("signal", "signal"),
+        ("signal", "alarm"),
+        ("os", "dup2"),
     ]:
         assert expected in names
     for p in _virtual.TABLE:

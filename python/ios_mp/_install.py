@@ -129,9 +129,8 @@ def install() -> None:
     global _alias
     _alias = _Alias(package.__name__)
     sys.meta_path.insert(0, _alias)
-    from . import _futures, _virtual, process
+    from . import _futures, _virtual
 
-    process._patch_threading()
     _virtual.install()
     _futures.install()
     _saved = saved
@@ -155,9 +154,8 @@ def uninstall() -> None:
             sys.modules.pop(name, None)
         else:
             sys.modules[name] = mod  # type: ignore[assignment]
-    from . import _futures, _virtual, process
+    from . import _futures, _virtual
 
     _futures.uninstall()
     _virtual.uninstall()
-    process._unpatch_threading()
     _saved = None

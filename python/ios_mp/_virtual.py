@@ -23,6 +23,10 @@ call                   in a worker                                 elsewhere
                        worker started ends the whole worker
 ``time.sleep(s)``      same sleep, but ``terminate()``/``kill()``  unchanged
                        of the worker end it at once
+``threading.Thread.``  a thread a worker starts belongs to it      unchanged
+``start``,             (``current_process()``, streams, signals);
+``_bootstrap_inner``   the worker's exit waits for it unless it is
+                       a daemon; it ends quietly with the worker
 ``threading.``         a lock whose blocking acquire is an ios_mp  unchanged
 ``_allocate_lock()``   wait: terminate() and signals reach a
                        worker in ``Condition.wait`` (``Event``,
@@ -109,7 +113,7 @@ import threading
 import time
 from typing import Any, Callable, NamedTuple
 
-from . import _core, _fcntl, _signals, _stdio
+from . import _core, _fcntl, _signals, _stdio, process
 from .process import ProcessTerminated
 
 __all__ = ["SPECIAL", "TABLE", "in_worker", "install", "is_installed", "uninstall"]
@@ -169,6 +173,22 @@ def _exit(status: int) -> None:
 def _sleep(seconds: float, /) -> None:
     if _core._worker_process() is None or not _core._sleep(seconds):
         _original(time, "sleep")(seconds)
+
+
+# --- threads a worker starts belong to it (machinery: process.py) -------------------
+
+_patch(
+    threading.Thread,
+    "start",
+    "the new thread belongs to the worker: current_process(), its streams, signals"
+    " and exit; the worker's exit waits for it unless it is a daemon",
+)(process._start)
+_patch(
+    threading.Thread,
+    "_bootstrap_inner",
+    "runs a thread started by a worker as that worker's; it ends quietly when the"
+    " worker ends (os._exit, terminate, kill)",
+)(process._bootstrap_inner)
 
 
 # --- threading's waits ------------------------------------------------------------

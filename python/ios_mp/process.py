@@ -182,11 +182,5 @@ def _bootstrap_inner(self: threading.Thread) -> None:
         _core._thread_finished(owner, daemon)
 
 
-def _patch_threading() -> None:
-    threading.Thread.start = _start  # type: ignore[method-assign]
-    threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
-
-
-def _unpatch_threading() -> None:
-    threading.Thread.start = _orig_start  # type: ignore[method-assign]
-    threading.Thread._bootstrap_inner = _orig_bootstrap_inner  # type: ignore[attr-defined]
+# Installed by _virtual.py (its TABLE lists both): Thread.start = _start and
+# Thread._bootstrap_inner = _bootstrap_inner.
