@@ -112,10 +112,24 @@ def test_session_calls_are_noops_and_report_the_vpid(app_unchanged):
     assert ppid == os.getpid()
 
 
-def test_os_kill_and_killpg_of_a_vpid_reach_only_that_worker(app_unchanged):
+def test_os_kill_and_killpg_of_a_vpid_reach_only_that_worker(app_unchanged, monkeypatch, capsys):
     import errno
 
     started = multiprocessing.Event()
+    real_calls = []
+
+    def spy(name):
+        original = _virtual._originals[(id(os), name)]
+
+        def call(*args):
+            real_calls.append((name, *args))
+            return original(*args)
+
+        return call
+
+    # The real os.kill/os.killpg must never be called for a vpid.
+    for name in ("kill", "killpg"):
+        monkeypatch.setitem(_virtual._originals, (id(os), name), spy(name))
 
     def body():
         started.set()
@@ -123,7 +137,11 @@ def test_os_kill_and_killpg_of_a_vpid_reach_only_that_worker(app_unchanged):
 
     for send, sig, code in [
         (os.kill, signal.SIGTERM, -15),
+        (os.killpg, signal.SIGTERM, -15),
+        (os.kill, signal.SIGKILL, -9),
         (os.killpg, signal.SIGKILL, -9),
+        (os.kill, signal.SIGINT, 1),  # KeyboardInterrupt in the worker, as a real child
+        (os.killpg, signal.SIGINT, 1),
         (os.kill, signal.SIGUSR1, -signal.SIGUSR1),
     ]:
         started.clear()
@@ -131,12 +149,16 @@ def test_os_kill_and_killpg_of_a_vpid_reach_only_that_worker(app_unchanged):
         p.start()
         assert started.wait(5)
         os.kill(p.pid, 0)  # exists
+        os.killpg(p.pid, 0)
         send(p.pid, sig)
         p.join(5)
         assert p.exitcode == code
-        with pytest.raises(ProcessLookupError) as e:
-            os.kill(p.pid, 0)
-        assert e.value.errno == errno.ESRCH
+        for check in (os.kill, os.killpg):
+            with pytest.raises(ProcessLookupError) as e:
+                check(p.pid, 0)
+            assert e.value.errno == errno.ESRCH
+    assert real_calls == []
+    assert capsys.readouterr().err.count("KeyboardInterrupt") == 2
 
 
 def test_worker_killing_its_own_vpid_like_ansibles_sigterm_handler():
