@@ -100,7 +100,10 @@ in a worker, even after it closed them (use ``dup2``).
 ``sys.exit(n)``, ``raise SystemExit`` and escaping exceptions need no patch:
 they unwind the worker's thread, and ``Process`` maps them to exit codes as
 stdlib does. ``terminate()``/``kill()`` raise ``ProcessTerminated`` in the
-worker (``finally`` blocks run; a real SIGTERM/SIGKILL would run none).
+worker (``finally`` blocks run; a real SIGTERM/SIGKILL would run none). Known
+gap: ``terminate()``, ``kill()`` and ``os._exit`` end the worker's threads that
+wait in ios_mp waits or ``time.sleep``, but not one running Python code: that
+thread keeps running after the worker ended (``tests/test_virtual.py``, xfail).
 """
 
 from __future__ import annotations
@@ -432,6 +435,10 @@ def _deliver(pid: int, sig: int) -> None:
         return
     if not 0 < sig < signal.NSIG:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    own = getattr(proc, "_ios_mp_signal", None)  # a manager's server thread
+    if own is not None:
+        own(sig)
+        return
     _signals.deliver(proc, sig)
 
 
