@@ -718,3 +718,52 @@ def test_plugin_loaders_are_shared_with_workers_not_copied(monkeypatch):
     got = out.get(timeout=10)
     p.join(10)
     assert got is loaders.action_loader
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["with-patch", "without-patch"])
+def test_plays_are_shared_with_workers_tasks_and_blocks_copied(monkeypatch, patched):
+    import multiprocessing
+    import types
+
+    from ios_mp import _snapshot
+
+    play_module = types.ModuleType("ansible.playbook.play")
+
+    class Play:
+        def __init__(self):
+            self.blocks = []
+
+    class Block:
+        def __init__(self, play):
+            self._play = play
+            self.become_user = "{{ user }}"
+
+    class Task:
+        def __init__(self, parent):
+            self._parent = parent
+            self.args = {"dest": "{{ inventory_hostname }}"}
+
+    play_module.Play = Play
+    monkeypatch.setitem(sys.modules, "ansible.playbook.play", play_module)
+    monkeypatch.setattr(_snapshot, "_SHARED", _snapshot._SHARED)  # share_type appends
+    if patched:
+        compat.install()
+    play = Play()
+    block = Block(play)
+    play.blocks.append(block)
+    task = Task(block)
+    out = multiprocessing.Queue(copy=False)
+
+    def worker(task):
+        task._parent.become_user = "h1"  # Task.post_validate templates its parents
+        task.args["dest"] = "h1"
+        out.put((task, task._parent, task._parent._play))
+
+    p = multiprocessing.Process(target=worker, args=(task,))
+    p.start()
+    got_task, got_block, got_play = out.get(timeout=10)
+    p.join(10)
+    assert p.exitcode == 0
+    assert got_task is not task and got_block is not block  # copied, as by fork
+    assert (block.become_user, task.args["dest"]) == ("{{ user }}", "{{ inventory_hostname }}")
+    assert (got_play is play) is patched  # without the patch the whole play is copied

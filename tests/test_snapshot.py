@@ -290,3 +290,41 @@ def test_manager_proxies_stay_shared():
         p.join(10)
         assert p.exitcode == 0
         assert dict(d) == {"worker": True} and list(lst) == [1, 2]
+
+
+def test_the_copy_holds_the_gil_and_puts_the_switch_interval_back():
+    """While a start() copies the snapshot the switch interval is raised (the copy
+    runs through instead of waiting for the GIL at every switch); afterwards the
+    app's own interval is back, also after overlapping copies and a failed one."""
+    import sys
+
+    from ios_mp import _snapshot
+
+    seen = []
+
+    class Probe:
+        def __deepcopy__(self, memo):
+            seen.append(sys.getswitchinterval())
+            return Probe()
+
+    class Boom:
+        def __deepcopy__(self, memo):
+            raise KeyboardInterrupt
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.002)
+    try:
+        p = multiprocessing.Process()
+        _snapshot.snapshot_process(p, print, (Probe(),), {})
+        assert seen == [_snapshot._HOLD_INTERVAL]
+        assert sys.getswitchinterval() == 0.002
+        _snapshot._hold_gil()  # an overlapping copy in another thread
+        _snapshot.snapshot_process(p, print, (Probe(),), {})
+        assert sys.getswitchinterval() == _snapshot._HOLD_INTERVAL
+        _snapshot._release_gil_hold()
+        assert sys.getswitchinterval() == 0.002
+        with pytest.raises(KeyboardInterrupt):
+            _snapshot.snapshot_process(p, print, (Boom(),), {})
+        assert sys.getswitchinterval() == 0.002
+    finally:
+        sys.setswitchinterval(before)

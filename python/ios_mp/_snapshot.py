@@ -34,6 +34,7 @@ import copy
 import gc
 import io
 import socket
+import sys
 import threading
 import types
 import weakref
@@ -234,6 +235,39 @@ class _DeepcopyMemo(dict):
         self.copier.memo[key] = value
 
 
+# While a snapshot is copied the copying thread asks CPython to switch threads
+# less often (sys.setswitchinterval), so the copy runs through instead of waiting
+# for the GIL at every 5 ms switch: with N busy workers each 5 ms of copying had
+# cost up to N x 5 ms of wall time in the starting thread (ansible's strategy
+# starts workers one after another from one thread: 49 ms of CPU per start took
+# 224 ms of wall at 20 hosts, benches/ansible_bench.py --phases). A copy is
+# atomic for the other threads then, as fork is. The interval is process-wide:
+# the first of overlapping copies saves it, the last puts it back (unless
+# somebody changed it meanwhile), under _interval_lock.
+_HOLD_INTERVAL = 0.25
+_interval_lock = threading.Lock()
+_holding = 0
+_saved_interval = 0.0
+
+
+def _hold_gil() -> None:
+    global _holding, _saved_interval
+    with _interval_lock:
+        if _holding == 0:
+            _saved_interval = sys.getswitchinterval()
+            if _saved_interval < _HOLD_INTERVAL:
+                sys.setswitchinterval(_HOLD_INTERVAL)
+        _holding += 1
+
+
+def _release_gil_hold() -> None:
+    global _holding
+    with _interval_lock:
+        _holding -= 1
+        if _holding == 0 and sys.getswitchinterval() == max(_saved_interval, _HOLD_INTERVAL):
+            sys.setswitchinterval(_saved_interval)
+
+
 def _without_gc(fn, *args):
     """Run ``fn`` with the cyclic GC paused: a copy creates many containers and
     none of them is garbage yet, so collections during it only cost time."""
@@ -256,4 +290,10 @@ def snapshot_process(proc, target, args, kwargs):
     process's ``__dict__``, target, args and kwargs, or None to opt out."""
     if not getattr(type(proc), "__ios_mp_snapshot__", True):
         return None
-    return _without_gc(_Copier(), (proc.__dict__, target, args, kwargs))
+    if not (proc.__dict__ or args or kwargs):  # nothing to copy but the target
+        return _without_gc(_Copier(), (proc.__dict__, target, args, kwargs))
+    _hold_gil()
+    try:
+        return _without_gc(_Copier(), (proc.__dict__, target, args, kwargs))
+    finally:
+        _release_gil_hold()
