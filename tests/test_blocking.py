@@ -74,9 +74,23 @@ def _blockers():
         blockers_cleanup.append(e.set)
         return lambda: p.join()
 
+    def pipe_recv():
+        r, w = multiprocessing.Pipe(duplex=False)
+        blockers_cleanup.extend((r.close, w.close))
+        return lambda: r.recv()
+
+    def connection_wait():
+        from multiprocessing import connection
+
+        r, w = multiprocessing.Pipe(duplex=False)
+        blockers_cleanup.extend((r.close, w.close))
+        return lambda: connection.wait([r])
+
     return {
         f.__name__: f
         for f in (
+            pipe_recv,
+            connection_wait,
             lock,
             rlock_other_thread,
             semaphore,
