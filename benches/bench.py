@@ -160,8 +160,8 @@ def _echo_pipe(conn, n: int) -> None:
         send(recv())
 
 
-def time_pingpong_pipe(pf: Callable[..., Any], n: int) -> float:
-    parent, child = FORK.Pipe()
+def time_pingpong_pipe(pf: Callable[..., Any], n: int, pipe: Optional[Callable] = None) -> float:
+    parent, child = (pipe or FORK.Pipe)()
     p = pf(target=_echo_pipe, args=(child, n + 1))
     p.start()
     parent.send(-1)
@@ -172,6 +172,34 @@ def time_pingpong_pipe(pf: Callable[..., Any], n: int) -> float:
         send(i)
         recv()
     dt = perf() - t0
+    p.join()
+    parent.close()
+    child.close()
+    return dt
+
+
+def _pipe_producer(conn, n: int, size: int) -> None:
+    payload = b"x" * size
+    conn.recv()
+    send = conn.send_bytes
+    for _ in range(n):
+        send(payload)
+    conn.recv()
+
+
+def time_pipe_bytes(pipe: Callable, pf: Callable[..., Any], n: int, size: int) -> float:
+    """A producer process sends n messages of ``size`` bytes; the main thread
+    receives them (Pipe throughput)."""
+    parent, child = pipe()
+    p = pf(target=_pipe_producer, args=(child, n, size))
+    p.start()
+    recv = parent.recv_bytes
+    t0 = perf()
+    parent.send("go")
+    for _ in range(n):
+        recv()
+    dt = perf() - t0
+    parent.send("done")
     p.join()
     parent.close()
     child.close()
@@ -301,6 +329,7 @@ IOS_Q = ios_mp.queues.Queue
 IOS_SQ = ios_mp.queues.SimpleQueue
 IOS_JQ = ios_mp.queues.JoinableQueue
 IOS_P = ios_mp.Process
+IOS_PIPE = ios_mp.Pipe
 KIB10 = bytes(range(256)) * 40
 SMALL_DICT = {"id": 12345, "name": "item-12345", "tags": ["a", "b", "c"], "score": 1.5}
 
@@ -486,6 +515,12 @@ def build(quick: bool) -> list:
                     lambda k: time_pingpong(FORK.SimpleQueue, FORK.Process, k),
                 ),
                 Impl(
+                    "ios_mp Pipe",
+                    "ios_mp",
+                    n_mp,
+                    lambda k: time_pingpong_pipe(IOS_P, k, IOS_PIPE),
+                ),
+                Impl(
                     "stock mp.Pipe (fork)",
                     "stock",
                     n_mp,
@@ -510,6 +545,32 @@ def build(quick: bool) -> list:
             ],
         )
     )
+
+    n = sz(20_000, 2000)
+    for size in (64, 65536):
+        benches.append(
+            Bench(
+                f"pipe_bytes_{size}",
+                f"Pipe throughput: a process sends {size}-byte messages (send_bytes/recv_bytes)",
+                "message",
+                "stock mp.Pipe (fork)",
+                [
+                    Impl(
+                        "ios_mp Pipe",
+                        "ios_mp",
+                        n,
+                        lambda k, size=size: time_pipe_bytes(IOS_PIPE, IOS_P, k, size),
+                    ),
+                    Impl(
+                        "stock mp.Pipe (fork)",
+                        "stock",
+                        n,
+                        lambda k, size=size: time_pipe_bytes(FORK.Pipe, FORK.Process, k, size),
+                    ),
+                ],
+                [],
+            )
+        )
 
     n = sz(500_000, 50_000)
     for key, what, fn in [

@@ -145,7 +145,7 @@ def test_warns_when_stdlib_multiprocessing_was_imported_first():
     "module,attr",
     [
         ("popen_fork", "Popen"),
-        ("reduction", "send_handle"),
+        ("forkserver", "ensure_running"),
     ],
 )
 def test_unimplemented_parts_import_and_name_the_feature_on_use(module, attr):

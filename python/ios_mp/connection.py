@@ -1,41 +1,52 @@
-"""``multiprocessing.connection``: ``Pipe`` between threads, and ``wait``.
+"""``multiprocessing.connection``: ``Pipe``, ``wait``, ``Listener``/``Client``.
 
-This is a first, pure-Python version over ios_mp's native queues: ``Pipe()``
-returns two ``Connection`` objects with stdlib's ``send``/``recv``/``*_bytes``/
-``poll``/``close`` behaviour. ``wait()`` accepts Connections, process sentinels
-and anything with a ``fileno()``. ``fileno()`` of a Pipe Connection raises
-``OSError`` (there is no descriptor). ``Listener``/``Client`` are stdlib's,
-over real sockets (see the section at the end of this module).
+As in stdlib on Unix, every Connection is file-descriptor backed: ``Pipe()`` is
+a ``socket.socketpair()`` (``os.pipe()`` when ``duplex=False``), ``Listener``/
+``Client`` connections are sockets, ``fileno()`` is an int for ``select``,
+``Connection(fd)`` wraps a descriptor, connections pickle (``DupFd``, as stdlib)
+and ``reduction.send_handle``/``recv_handle`` work over a duplex Pipe. The wire
+format is stdlib's (4-byte big-endian length, -1 and an 8-byte length over
+2 GiB), so either end may be a stdlib Connection.
 
-Handles are per process, as a pipe's file descriptors are: a Connection object
-is shared by reference between processes, but each process has its own handle
-to it, and ``close()`` (and ``closed``) is about the calling process's handle
-only. A child process holds a handle to every Connection reachable from its
-``target``, ``args``, ``kwargs`` and attributes when it starts (what spawn would
-pickle for it), and any process gets one when it first uses a Connection; a
-process's handles are closed when it exits. The other end sees ``EOFError``
-(once drained) when every handle to this end is closed, or the object is
-garbage; sending to an end whose reading end has no handle left raises
-``BrokenPipeError``. So the usual idioms work: a child closing its copy of the
-parent's end, a parent closing its copy of the child's end after ``start()``,
-reading until ``EOFError``.
+Differences from stdlib: descriptors are per process, as after ``fork``. A
+Connection object is shared by reference between ios_mp processes (threads),
+but each process has its own descriptor for it: a child gets an ``os.dup`` of
+its parent's for every Connection reachable from its ``target``, ``args``,
+``kwargs`` and attributes when it starts (what spawn would pickle for it), a
+process that first uses a Connection it was not given gets a dup then, and a
+process's descriptors are closed when it exits. ``close()``, ``closed`` and
+``fileno()`` are about the calling process's descriptor. So the usual idioms
+work as with fork: a parent closing its copy of the child's end after
+``start()``, the peer seeing ``EOFError`` only once every copy is closed.
+
+Blocking calls release the GIL and wake for Ctrl-C in the main thread (the
+``EINTR`` of ``select``/``read``). In a worker they wait for the descriptor in
+slices of ``_SLICE`` seconds, so ``terminate()``/``kill()`` of the worker end
+them within a slice. ``wait()`` selects on every descriptor at once; only
+queue ``_reader`` objects (not descriptors in ios_mp) are polled in short slices.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
-import itertools
-import pickle
+import hmac as _hmac
+import io as _io
+import os as _os
+import select as _select
 import selectors
+import socket as _socket
+import struct as _struct
+import sys as _sys
+import tempfile as _tempfile
 import threading
 import time
 import types
 import weakref
-from queue import Empty as _core_empty
 
 from . import _core, process
+from . import util as _util
 from .context import AuthenticationError, BufferTooShort
+from .reduction import ForkingPickler as _ForkingPickler
 
 __all__ = [
     "AuthenticationError",
@@ -47,13 +58,15 @@ __all__ = [
     "wait",
 ]
 
-_EOF = object()  # marker put when every handle of the sending end is closed
-_ids = itertools.count(1)
 _process_key = _core._process_key  # 0 in the main process, else the worker's vpid
+_in_worker = _core._worker_process
+# A worker waits for a descriptor in slices this long: its terminate()/kill()
+# is delivered (an asynchronous exception) between two slices.
+_SLICE = 0.05
 
-# Who holds a handle to what. ``_held`` maps a worker's key to the Connections
-# it holds (the main process never exits, so it is not tracked); ``_live`` has
-# every Connection with a handle open somewhere.
+# Who holds a descriptor of what. ``_held`` maps a worker's key to the
+# Connections it has a descriptor of (the main process never exits, so it is
+# not tracked); ``_live`` has every Connection with a descriptor open somewhere.
 _lock = threading.Lock()
 _held: dict[int, weakref.WeakSet] = {}
 _live: weakref.WeakSet = weakref.WeakSet()
@@ -78,392 +91,30 @@ def _byte_slice(buf, offset: int, size: int | None) -> memoryview:
     return m[offset : offset + size]
 
 
-class _Channel(_core._QueueBase):
-    """The messages of one direction of a Pipe."""
+def _wait_fd(fd: int, write: bool, timeout: float | None) -> bool:
+    """Wait until ``fd`` is readable (writable); False on timeout.
 
-    def __init__(self) -> None:
-        self._init(0, False)
-        self.reader_gone = False  # every handle of the receiving end is closed
+    Outside workers one ``poll``; in a worker, slices of ``_SLICE`` so that
+    terminate()/kill() of the worker gets a bytecode to end it at."""
+    p = _select.poll()
+    p.register(fd, _select.POLLOUT if write else _select.POLLIN)
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    worker = _in_worker() is not None
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        slice_ = left
+        if worker:
+            slice_ = _SLICE if left is None else min(_SLICE, left)
+        if p.poll(None if slice_ is None else slice_ * 1000.0):
+            return True
+        if left is not None and left <= slice_:
+            return False
 
 
 class Connection:
-    """One end of a ``Pipe``."""
-
-    def __init__(self, inbox: _Channel | None, outbox: _Channel | None) -> None:
-        self._inbox = inbox
-        self._outbox = outbox
-        self._stash: list = []  # an item taken by poll() and not yet received
-        self._id = next(_ids)
-        self._holders: set[int] = set()  # processes with an open handle
-        self._closed_in: set[int] = set()  # processes that closed theirs
-        self._released = False  # no handle left anywhere: the peer got EOF
-        with _lock:
-            self._hold_locked(_process_key())
-
-    # -- handles --------------------------------------------------------------
-    def _hold_locked(self, key: int) -> None:
-        self._holders.add(key)
-        if key:
-            _held.setdefault(key, weakref.WeakSet()).add(self)
-        _live.add(self)
-
-    def _drop_locked(self, key: int) -> bool:
-        """Forget ``key``'s handle; True if it was the last one (then release)."""
-        self._holders.discard(key)
-        ends = _held.get(key)
-        if ends is not None:
-            ends.discard(self)
-        if self._holders or self._released:
-            return False
-        self._released = True
-        return True
-
-    def _release(self) -> None:
-        """The last handle is closed: EOF to the peer, no reader for its sends."""
-        _live.discard(self)
-        if self._outbox is not None:
-            self._outbox._put(_EOF)
-        if self._inbox is not None:
-            self._inbox.reader_gone = True
-
-    # -- state ----------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._released or _process_key() in self._closed_in
-
-    @property
-    def readable(self) -> bool:
-        return self._inbox is not None
-
-    @property
-    def writable(self) -> bool:
-        return self._outbox is not None
-
-    def _check_closed(self) -> None:
-        key = _process_key()
-        if key in self._holders:
-            return
-        with _lock:
-            if self._released or key in self._closed_in:
-                raise OSError("handle is closed")
-            self._hold_locked(key)  # first use by this process
-
-    def _check_readable(self) -> None:
-        if self._inbox is None:
-            raise OSError("connection is write-only")
-
-    def _check_writable(self) -> None:
-        if self._outbox is None:
-            raise OSError("connection is read-only")
-
-    def fileno(self) -> int:
-        self._check_closed()
-        raise OSError("ios_mp connections have no file descriptor")
-
-    def close(self) -> None:
-        """Close the calling process's handle."""
-        key = _process_key()
-        with _lock:
-            if key in self._closed_in:
-                return
-            self._closed_in.add(key)
-            last = self._drop_locked(key)
-        if last:
-            self._release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Unreachable from every process: every handle is gone.
-        try:
-            if not self._released:
-                self._released = True
-                self._release()
-        except Exception:
-            pass
-
-    def __reduce__(self):
-        raise TypeError("ios_mp Connection objects cannot be pickled (yet)")
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def _check_peer_reads(self) -> None:
-        if self._outbox.reader_gone:
-            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
-
-    # -- sending --------------------------------------------------------------
-    def send_bytes(self, buf, offset: int = 0, size: int | None = None) -> None:
-        self._check_closed()
-        self._check_writable()
-        m = _byte_slice(buf, offset, size)
-        self._check_peer_reads()
-        self._outbox._put(bytes(m))
-
-    def send(self, obj) -> None:
-        self._check_closed()
-        self._check_writable()
-        if _ForkingPickler._extra_reducers:  # reduction.register()ed types, as stdlib
-            data = bytes(_ForkingPickler.dumps(obj, pickle.HIGHEST_PROTOCOL))
-        else:
-            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-        self._check_peer_reads()
-        self._outbox._put(data)
-
-    # -- receiving ------------------------------------------------------------
-    def _take(self, timeout: float | None):
-        if self._stash:
-            return self._stash.pop()
-        try:
-            item = self._inbox._get(True, timeout)
-        except _core_empty:
-            return _NOTHING
-        if item is _EOF:
-            self._inbox._put(_EOF)  # stays at EOF for later calls
-            raise EOFError
-        return item
-
-    def recv_bytes(self, maxlength: int | None = None) -> bytes:
-        self._check_closed()
-        self._check_readable()
-        if maxlength is not None and maxlength < 0:
-            raise ValueError("negative maxlength")
-        data = self._take(None)
-        if maxlength is not None and len(data) > maxlength:
-            self.close()
-            raise OSError("bad message length")
-        return data
-
-    def recv_bytes_into(self, buf, offset: int = 0) -> int:
-        self._check_closed()
-        self._check_readable()
-        m = memoryview(buf)
-        if m.itemsize > 1:
-            m = m.cast("B")
-        if offset < 0 or offset > m.nbytes:
-            raise ValueError("offset out of bounds" if offset >= 0 else "negative offset")
-        data = self._take(None)
-        if len(data) > m.nbytes - offset:
-            raise BufferTooShort(data)
-        m[offset : offset + len(data)] = data
-        return len(data)
-
-    def recv(self):
-        self._check_closed()
-        self._check_readable()
-        return pickle.loads(self._take(None))
-
-    def poll(self, timeout: float | None = 0.0) -> bool:
-        self._check_closed()
-        self._check_readable()
-        if self._stash:
-            return True
-        try:
-            item = self._take(timeout)
-        except EOFError:
-            return True
-        if item is _NOTHING:
-            return False
-        self._stash.append(item)
-        return True
-
-
-_NOTHING = object()
-
-
-# -- process start and exit ------------------------------------------------------
-
-_ATOMS = (str, bytes, bytearray, int, float, complex, bool, type(None), type, types.ModuleType)
-
-
-def _reachable_connections(roots: list, budget: int = 10_000) -> list[Connection]:
-    """Connections reachable from ``roots`` (a bounded walk of containers and attributes)."""
-    found: list[Connection] = []
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack and budget > 0:
-        obj = stack.pop()
-        budget -= 1
-        if isinstance(obj, _ATOMS) or id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, Connection):
-            found.append(obj)
-        elif isinstance(obj, dict):
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif isinstance(obj, (list, tuple, set, frozenset)):
-            stack.extend(obj)
-        elif isinstance(obj, types.MethodType):
-            stack.extend((obj.__self__, obj.__func__))
-        elif isinstance(obj, functools.partial):
-            stack.extend((obj.func, obj.args, obj.keywords))
-        elif isinstance(obj, types.FunctionType):
-            for cell in obj.__closure__ or ():
-                try:
-                    stack.append(cell.cell_contents)
-                except ValueError:  # an empty cell
-                    pass
-        else:
-            try:
-                attrs = object.__getattribute__(obj, "__dict__")
-            except Exception:  # no __dict__ (or a strange one): nothing to see
-                continue
-            if isinstance(attrs, dict):
-                stack.extend(attrs.values())
-    return found
-
-
-def _inherit_handles(child, target, args, kwargs) -> None:
-    """``child`` is starting: it gets a handle to the Connections passed to it
-    (reachable from what spawn would pickle for it)."""
-    if not _live:
-        return
-    conns = _reachable_connections([target, args, kwargs, vars(child)])
-    if not conns:
-        return
-    parent, key = _process_key(), child.pid
-    with _lock:
-        for c in conns:
-            if not c._released and parent not in c._closed_in:
-                c._hold_locked(key)
-
-
-def _close_handles(proc) -> None:
-    """``proc`` is exiting: its handles are closed, as a process's descriptors are."""
-    key = proc.pid
-    with _lock:
-        ends = _held.pop(key, None)
-        if not ends:
-            return
-        last = [c for c in list(ends) if c._drop_locked(key)]
-    for c in last:
-        c._release()
-
-
-process._start_hooks.append(_inherit_handles)
-process._exit_hooks.append(_close_handles)
-
-
-def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
-    a, b = _Channel(), _Channel()
-    if duplex:
-        return Connection(a, b), Connection(b, a)
-    return Connection(a, None), Connection(None, a)
-
-
-def wait(object_list, timeout: float | None = None) -> list:
-    """Wait until one or more of ``object_list`` is ready (stdlib semantics).
-
-    Process sentinels and objects with ``fileno()`` are waited on with
-    ``select``; Connections (and queues' ``_reader``) are polled in short slices
-    (a later version waits on them natively).
-    """
-    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    conns = [
-        o for o in object_list if isinstance(o, Connection) or getattr(o, "_ios_mp_pollable", False)
-    ]
-    others = [o for o in object_list if o not in conns]
-    with selectors.DefaultSelector() as sel:
-        for o in others:
-            sel.register(o, selectors.EVENT_READ)
-        while True:
-            ready = [c for c in conns if c.poll(0)]
-            slice_ = 0.005 if conns else None
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                slice_ = left if slice_ is None else min(slice_, left)
-            if others:
-                # Every ready object, as stdlib returns (not only the Connections).
-                fired = [key.fileobj for key, _ in sel.select(0 if ready else slice_)]
-                if fired and not ready:
-                    # As with pipes, what a process sent before it ended is ready
-                    # with its sentinel (ProcessPoolExecutor relies on it).
-                    ready = [c for c in conns if c.poll(0)]
-                ready += fired
-            elif not ready and slice_:
-                time.sleep(slice_)
-            if ready or (deadline is not None and time.monotonic() >= deadline):
-                return ready
-            if not conns and not others and deadline is None:
-                return []
-
-
-# =============================================================================
-# Listener / Client: connections over real sockets (AF_INET, AF_UNIX).
-#
-# Adapted from stdlib multiprocessing.connection (SocketListener, SocketClient,
-# the fd-backed Connection, deliver_challenge/answer_challenge), with stdlib's
-# wire format: a 4-byte big-endian length (-1 then an 8-byte length for
-# messages over 2 GiB), then the bytes; objects are pickled with
-# ForkingPickler. A stdlib Listener/Client of any version can talk to these.
-# Differences from stdlib: AF_PIPE (Windows named pipes) is not supported; a
-# read blocked on a socket connection is not interrupted by terminate() of the
-# process (ios_mp thread) that waits in it -- close the connection or send it
-# something instead.
-# =============================================================================
-
-import hmac as _hmac  # noqa: E402
-import io as _io  # noqa: E402
-import os as _os  # noqa: E402
-import socket as _socket  # noqa: E402
-import struct as _struct  # noqa: E402
-import sys as _sys  # noqa: E402
-import tempfile as _tempfile  # noqa: E402
-
-from . import util as _util  # noqa: E402
-from .reduction import ForkingPickler as _ForkingPickler  # noqa: E402
-
-BUFSIZE = 8192
-CONNECTION_TIMEOUT = 20.0
-
-default_family = "AF_INET"
-families = ["AF_INET"]
-if hasattr(_socket, "AF_UNIX"):
-    default_family = "AF_UNIX"
-    families += ["AF_UNIX"]
-
-
-def arbitrary_address(family: str):
-    """An arbitrary free address for ``family`` ('AF_INET' or 'AF_UNIX')."""
-    if family == "AF_INET":
-        return ("localhost", 0)
-    if family == "AF_UNIX":
-        return _tempfile.mktemp(prefix="listener-", dir=_util.get_temp_dir())
-    if family == "AF_PIPE":
-        raise ValueError("family 'AF_PIPE' (Windows named pipes) is not supported by ios_mp")
-    raise ValueError("unrecognized family")
-
-
-def _validate_family(family) -> None:
-    if family == "AF_PIPE":
-        raise ValueError("Family %s is not recognized." % family)
-    if family not in families:
-        raise ValueError("Family %s is not recognized." % family)
-
-
-def address_type(address) -> str:
-    """'AF_INET' for a tuple, 'AF_UNIX' for a path, 'AF_PIPE' for ``\\\\.\\pipe\\...``."""
-    if type(address) is tuple:
-        return "AF_INET"
-    if type(address) is str and address.startswith("\\\\"):
-        return "AF_PIPE"
-    if type(address) is str or _util.is_abstract_socket_namespace(address):
-        return "AF_UNIX"
-    raise ValueError("address type of %r unrecognized" % (address,))
-
-
-class _SocketConnectionBase:
-    """stdlib's ``_ConnectionBase``: message framing over ``_send``/``_recv``."""
-
-    _handle = None
+    """A connection over a file descriptor (a socket or a pipe), stdlib's
+    ``multiprocessing.connection.Connection``, with per-process descriptors
+    (see the module docstring)."""
 
     def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
         handle = handle.__index__()
@@ -471,13 +122,54 @@ class _SocketConnectionBase:
             raise ValueError("invalid handle")
         if not readable and not writable:
             raise ValueError("at least one of `readable` and `writable` must be True")
-        self._handle = handle
         self._readable = readable
         self._writable = writable
+        self._fds: dict[int, int] = {}  # process key -> its descriptor
+        self._closed_in: set[int] = set()  # processes that closed theirs
+        with _lock:
+            self._hold_locked(_process_key(), handle)
 
-    def __del__(self) -> None:
-        if self._handle is not None:
-            self._close()
+    # -- descriptors ----------------------------------------------------------
+    def _hold_locked(self, key: int, fd: int) -> None:
+        self._fds[key] = fd
+        if key:
+            _held.setdefault(key, weakref.WeakSet()).add(self)
+        _live.add(self)
+
+    def _drop_locked(self, key: int) -> int | None:
+        fd = self._fds.pop(key, None)
+        ends = _held.get(key)
+        if ends is not None:
+            ends.discard(self)
+        if not self._fds:
+            _live.discard(self)
+        return fd
+
+    @property
+    def _handle(self) -> int | None:
+        """The calling process's descriptor (a dup on its first use), or None."""
+        key = _process_key()
+        fd = self._fds.get(key)
+        if fd is not None or key in self._closed_in:
+            return fd
+        with _lock:
+            fd = self._fds.get(key)
+            if fd is None and key not in self._closed_in and self._fds:
+                fd = _os.dup(next(iter(self._fds.values())))
+                self._hold_locked(key, fd)
+            return fd
+
+    @_handle.setter
+    def _handle(self, fd: int | None) -> None:
+        """Replace (None: forget, without closing) the calling process's descriptor."""
+        key = _process_key()
+        with _lock:
+            if fd is None:
+                self._closed_in.add(key)
+                self._drop_locked(key)
+            else:
+                self._closed_in.discard(key)
+                self._hold_locked(key, fd)
 
     def _check_closed(self) -> None:
         if self._handle is None:
@@ -500,7 +192,8 @@ class _SocketConnectionBase:
 
     @property
     def closed(self) -> bool:
-        return self._handle is None
+        key = _process_key()
+        return key in self._closed_in or (key not in self._fds and not self._fds)
 
     @property
     def readable(self) -> bool:
@@ -511,16 +204,53 @@ class _SocketConnectionBase:
         return self._writable
 
     def fileno(self) -> int:
-        self._check_closed()
-        return self._handle
+        """The calling process's descriptor."""
+        fd = self._handle
+        if fd is None:
+            raise OSError("handle is closed")
+        return fd
 
     def close(self) -> None:
-        if self._handle is not None:
-            try:
-                self._close()
-            finally:
-                self._handle = None
+        """Close the calling process's descriptor."""
+        key = _process_key()
+        with _lock:
+            self._closed_in.add(key)
+            fd = self._drop_locked(key)
+        if fd is not None:
+            _os.close(fd)
 
+    def __del__(self) -> None:
+        # Unreachable from every process: close every descriptor left.
+        try:
+            fds = list(self._fds.values())
+            self._fds.clear()
+            for fd in fds:
+                _os.close(fd)
+        except Exception:
+            pass
+
+    def __reduce__(self):
+        # stdlib's reduce_connection: the receiver gets its own descriptor.
+        from .reduction import DupFd
+
+        fd = self.fileno()
+        return rebuild_connection, (DupFd(fd), self._readable, self._writable)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        # A child's snapshot of its args shares the object (its own descriptor
+        # comes from _inherit_handles), as fork shares the descriptor's file.
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb) -> None:
+        self.close()
+
+    # -- framing (stdlib's) ---------------------------------------------------
     def send_bytes(self, buf, offset: int = 0, size: int | None = None) -> None:
         self._check_closed()
         self._check_writable()
@@ -568,27 +298,16 @@ class _SocketConnectionBase:
     def poll(self, timeout: float | None = 0.0) -> bool:
         self._check_closed()
         self._check_readable()
-        return self._poll(timeout)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, exc_tb) -> None:
-        self.close()
-
-
-class SocketConnection(_SocketConnectionBase):
-    """A connection over a socket (or any file descriptor): what stdlib's
-    ``Listener.accept()`` and ``Client()`` return on Unix (stdlib calls the class
-    ``Connection``; ios_mp's ``Connection`` is the one of ``Pipe()``)."""
-
-    def _close(self, _close=_os.close) -> None:
-        _close(self._handle)
+        return _wait_fd(self._handle, False, timeout)
 
     def _send(self, buf, write=_os.write) -> None:
+        handle = self._handle
+        worker = _in_worker() is not None
         remaining = len(buf)
         while True:
-            n = write(self._handle, buf)
+            if worker:
+                _wait_fd(handle, True, None)
+            n = write(handle, buf)
             remaining -= n
             if remaining == 0:
                 break
@@ -597,8 +316,11 @@ class SocketConnection(_SocketConnectionBase):
     def _recv(self, size: int, read=_os.read):
         buf = _io.BytesIO()
         handle = self._handle
+        worker = _in_worker() is not None
         remaining = size
         while remaining > 0:
+            if worker:
+                _wait_fd(handle, False, None)
             chunk = read(handle, remaining)
             n = len(chunk)
             if n == 0:
@@ -612,10 +334,8 @@ class SocketConnection(_SocketConnectionBase):
     def _send_bytes(self, buf) -> None:
         n = len(buf)
         if n > 0x7FFFFFFF:
-            pre_header = _struct.pack("!i", -1)
-            header = _struct.pack("!Q", n)
-            self._send(pre_header)
-            self._send(header)
+            self._send(_struct.pack("!i", -1))
+            self._send(_struct.pack("!Q", n))
             self._send(buf)
         else:
             header = _struct.pack("!i", n)
@@ -635,14 +355,204 @@ class SocketConnection(_SocketConnectionBase):
             return None
         return self._recv(size)
 
-    def _poll(self, timeout) -> bool:
-        return bool(wait([self], timeout))
 
-    def __reduce__(self):
-        raise TypeError(
-            "ios_mp socket connections cannot be pickled; pass the object itself "
-            "to a child process (they share the app's descriptors)"
-        )
+# What Listener.accept() and Client() return (stdlib calls it Connection too).
+SocketConnection = Connection
+
+
+def rebuild_connection(df, readable: bool, writable: bool) -> Connection:
+    return Connection(df.detach(), readable, writable)
+
+
+# -- process start and exit ------------------------------------------------------
+
+_ATOMS = (str, bytes, bytearray, int, float, complex, bool, type(None), type, types.ModuleType)
+
+
+def _reachable_connections(roots: list, budget: int = 10_000) -> list[Connection]:
+    """Connections reachable from ``roots`` (a bounded walk of containers and attributes)."""
+    found: list[Connection] = []
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack and budget > 0:
+        obj = stack.pop()
+        budget -= 1
+        if isinstance(obj, _ATOMS) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Connection):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, types.MethodType):
+            stack.extend((obj.__self__, obj.__func__))
+        elif isinstance(obj, functools.partial):
+            stack.extend((obj.func, obj.args, obj.keywords))
+        elif isinstance(obj, types.FunctionType):
+            for cell in obj.__closure__ or ():
+                try:
+                    stack.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    pass
+        else:
+            try:
+                attrs = object.__getattribute__(obj, "__dict__")
+            except Exception:  # no __dict__ (or a strange one): nothing to see
+                continue
+            if isinstance(attrs, dict):
+                stack.extend(attrs.values())
+    return found
+
+
+def _inherit_handles(child, target, args, kwargs) -> None:
+    """``child`` is starting: it gets a dup of its parent's descriptor of each
+    Connection passed to it (reachable from what spawn would pickle for it)."""
+    if not _live:
+        return
+    conns = _reachable_connections([target, args, kwargs, vars(child)])
+    if not conns:
+        return
+    parent, key = _process_key(), child.pid
+    with _lock:
+        for c in conns:
+            fd = c._fds.get(parent)
+            if fd is not None and key not in c._fds:
+                c._hold_locked(key, _os.dup(fd))
+
+
+def _close_handles(proc) -> None:
+    """``proc`` is exiting: its descriptors are closed, as a process's are."""
+    key = proc.pid
+    with _lock:
+        ends = _held.pop(key, None)
+        if not ends:
+            return
+        fds = [c._drop_locked(key) for c in list(ends)]
+    for fd in fds:
+        if fd is not None:
+            try:
+                _os.close(fd)
+            except OSError:
+                pass
+
+
+process._start_hooks.append(_inherit_handles)
+process._exit_hooks.append(_close_handles)
+
+
+_NOSIGPIPE = getattr(_socket, "SO_NOSIGPIPE", None)  # Darwin, iOS
+
+
+def _no_sigpipe(s) -> None:
+    """A write to a socket whose peer is gone raises BrokenPipeError instead of
+    raising SIGPIPE: an iOS app may leave SIGPIPE at its default (fatal)."""
+    if _NOSIGPIPE is not None:
+        s.setsockopt(_socket.SOL_SOCKET, _NOSIGPIPE, 1)
+
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    """stdlib's Unix ``Pipe``: a ``socketpair`` if ``duplex``, else an ``os.pipe``
+    (the first Connection reads, the second writes). Where sockets have
+    ``SO_NOSIGPIPE`` (Darwin, iOS) a simplex Pipe is a socketpair too, each end
+    shut down in the direction it does not use, so that no write raises SIGPIPE."""
+    if duplex or _NOSIGPIPE is not None:
+        s1, s2 = _socket.socketpair()
+        for s in (s1, s2):
+            s.setblocking(True)
+            _no_sigpipe(s)
+        if duplex:
+            return Connection(s1.detach()), Connection(s2.detach())
+        s1.shutdown(_socket.SHUT_WR)
+        s2.shutdown(_socket.SHUT_RD)
+        return Connection(s1.detach(), writable=False), Connection(s2.detach(), readable=False)
+    fd1, fd2 = _os.pipe()
+    return Connection(fd1, writable=False), Connection(fd2, readable=False)
+
+
+def wait(object_list, timeout: float | None = None) -> list:
+    """Wait until one or more of ``object_list`` is ready (stdlib semantics).
+
+    Connections, process sentinels and anything with ``fileno()`` are selected
+    on at once; queue ``_reader`` objects (no descriptor in ios_mp) are polled
+    in 5 ms slices when present. In a worker the select is sliced (``_SLICE``)
+    so that terminate()/kill() ends the wait."""
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    polled = [o for o in object_list if getattr(o, "_ios_mp_pollable", False)]
+    others = [o for o in object_list if not getattr(o, "_ios_mp_pollable", False)]
+    worker = _in_worker() is not None
+    with selectors.DefaultSelector() as sel:
+        for o in others:
+            sel.register(o, selectors.EVENT_READ)
+        while True:
+            ready = [o for o in polled if o.poll(0)]
+            slice_ = 0.005 if polled else (_SLICE if worker else None)
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                slice_ = left if slice_ is None else min(slice_, left)
+            if others:
+                # Every ready object, as stdlib returns (not only the first).
+                fired = [key.fileobj for key, _ in sel.select(0 if ready else slice_)]
+                if fired and not ready:
+                    # What a process put before it ended is ready with its sentinel.
+                    ready = [o for o in polled if o.poll(0)]
+                ready += fired
+            elif not ready and slice_:
+                time.sleep(slice_)
+            if ready or (deadline is not None and time.monotonic() >= deadline):
+                return ready
+            if not polled and not others and deadline is None:
+                return []
+
+
+# =============================================================================
+# Listener / Client: connections over real sockets (AF_INET, AF_UNIX).
+#
+# Adapted from stdlib multiprocessing.connection (SocketListener, SocketClient,
+# deliver_challenge/answer_challenge), with stdlib's wire format; a stdlib
+# Listener/Client of any version can talk to these. Difference from stdlib:
+# AF_PIPE (Windows named pipes) is not supported.
+# =============================================================================
+
+BUFSIZE = 8192
+CONNECTION_TIMEOUT = 20.0
+
+default_family = "AF_INET"
+families = ["AF_INET"]
+if hasattr(_socket, "AF_UNIX"):
+    default_family = "AF_UNIX"
+    families += ["AF_UNIX"]
+
+
+def arbitrary_address(family: str):
+    """An arbitrary free address for ``family`` ('AF_INET' or 'AF_UNIX')."""
+    if family == "AF_INET":
+        return ("localhost", 0)
+    if family == "AF_UNIX":
+        return _tempfile.mktemp(prefix="listener-", dir=_util.get_temp_dir())
+    if family == "AF_PIPE":
+        raise ValueError("family 'AF_PIPE' (Windows named pipes) is not supported by ios_mp")
+    raise ValueError("unrecognized family")
+
+
+def _validate_family(family) -> None:
+    if family == "AF_PIPE":
+        raise ValueError("Family %s is not recognized." % family)
+    if family not in families:
+        raise ValueError("Family %s is not recognized." % family)
+
+
+def address_type(address) -> str:
+    """'AF_INET' for a tuple, 'AF_UNIX' for a path, 'AF_PIPE' for ``\\\\.\\pipe\\...``."""
+    if type(address) is tuple:
+        return "AF_INET"
+    if type(address) is str and address.startswith("\\\\"):
+        return "AF_PIPE"
+    if type(address) is str or _util.is_abstract_socket_namespace(address):
+        return "AF_UNIX"
+    raise ValueError("address type of %r unrecognized" % (address,))
 
 
 class Listener:
@@ -724,6 +634,7 @@ class _SocketListener:
     def accept(self) -> SocketConnection:
         s, self._last_accepted = self._socket.accept()
         s.setblocking(True)
+        _no_sigpipe(s)
         return SocketConnection(s.detach())
 
     def close(self) -> None:
@@ -740,6 +651,7 @@ def _socket_client(address) -> SocketConnection:
     family = address_type(address)
     with _socket.socket(getattr(_socket, family)) as s:
         s.setblocking(True)
+        _no_sigpipe(s)
         s.connect(address)
         return SocketConnection(s.detach())
 

@@ -47,6 +47,7 @@ import errno
 import itertools
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -854,14 +855,40 @@ listener_client = {"pickle": (_Listener, _Client), "xmlrpclib": (_XmlListener, _
 _server_ids = itertools.count(1)
 
 
+# The server threads' virtual pids, from the top of the vpid range down (the
+# core gives workers vpids from VPID_BASE up), so os.kill() can reach them.
+_server_vpids = itertools.count(2**31 - 1, -1)
+# Signals whose default action is not to end a process.
+_HARMLESS = {
+    getattr(signal, n) for n in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH") if hasattr(signal, n)
+}
+
+
 class _ServerThread(threading.Thread):
     """The thread a started manager's server runs on, with the part of the
-    Process API ``BaseManager`` uses (``exitcode``, ``terminate``, ``kill``)."""
+    Process API ``BaseManager`` uses (``exitcode``, ``terminate``, ``kill``) and a
+    virtual ``pid`` (from the top of the range) that ``os.kill`` delivers to:
+    SIGINT is ignored, as stdlib's server process ignores it (bpo-36368), and a
+    signal that would end a process stops the server."""
+
+    _parent_pid = None  # not an ios_mp child of anyone (walked by ansible's kill_all)
 
     def __init__(self, *args, **kwds):
         super().__init__(*args, **kwds)
         self.daemon = True
         self.server = None
+        self.pid = None
+
+    def start(self):
+        self.pid = next(_server_vpids)
+        process._by_vpid[self.pid] = self
+        super().start()
+
+    def _ios_mp_signal(self, sig):
+        """``os.kill(self.pid, sig)`` (see ``_virtual._deliver``)."""
+        if sig == signal.SIGINT or sig in _HARMLESS:
+            return
+        self.terminate()
 
     @property
     def exitcode(self):

@@ -35,11 +35,6 @@ EXCLUSIONS: dict[str, str] = {
         "tracker process to unlink the segment it left; the iOS sandbox forbids child "
         "interpreters, and segments here are memory of the app, freed with it"
     ),
-    "WithProcessesTestSharedMemory.test_shared_memory_SharedMemoryServer_ignores_sigint": (
-        "sends SIGINT with os.kill(smm._process.pid) to the SharedMemoryManager's "
-        "server, which in ios_mp.managers is a thread with no (virtual) pid "
-        "(managers.py; remove this once the server has one)"
-    ),
     "TestFlags.test_flags": (
         "runs a child interpreter with -E -S -O (test.support.script_helper) to check "
         "that a child's sys.flags follow its parent's; the iOS sandbox forbids child "
@@ -87,18 +82,6 @@ EXCLUSIONS: dict[str, str] = {
         "child interpreters"
     ),
     # --- an ios_mp design decision, owned and tested elsewhere ----------------
-    "WithProcessesTestConnection.test_connection": (
-        "asserts that a Pipe() Connection has an int fileno(); ios_mp's Pipe is a pair "
-        "of in-app channels with no file descriptor (fileno() raises OSError, "
-        "docs/compatibility.md). Not about OS processes: it needs a readiness "
-        "descriptor per channel in the Rust core. The same test's other checks pass "
-        "in the threads flavour"
-    ),
-    "TestInvalidHandle.test_invalid_handles": (
-        "builds a Connection from a raw file descriptor (Connection(44977608)); "
-        "ios_mp's Pipe Connection is not fd-backed (its fd-backed connections are the "
-        "SocketConnection objects of Listener/Client). Not about OS processes"
-    ),
     "WithProcessesTestQueue.test_queue_feeder_donot_stop_onexc": (
         "expects a plain Queue.put() of an unpicklable object to return (stdlib's "
         "feeder thread prints the error later); ios_mp has no feeder thread and raises "
