@@ -78,8 +78,8 @@ Plugin loaders and plays are shared with workers
 ------------------------------------------------
 ``PluginLoader`` instances are not copied into a worker's snapshot (they are
 caches; copying them at every worker start was measured at ~15 ms per start),
-nor are ``Play`` objects (a worker reads its play; copying it with every task
-was 16-34 ms per start, see ``_share_play``).
+nor are ``Play`` objects (a worker reads its play, which each start copied
+with the task, see ``_share_play``).
 
 One import of each plugin module at a time (hazard 15)
 -----------------------------------------------------
@@ -772,11 +772,12 @@ def _share_play(play_module: Any) -> None:
     """``Play`` objects are not copied into a worker's snapshot (2.16+). A worker is
     handed its ``Task``, whose parent ``Block`` (copied: ``Task.post_validate``
     templates the parent blocks in place, per host) refers to the ``Play``, which
-    holds every block, task, handler and role of the play: copying it made the
-    ``_task`` copy grow with the play, 16 ms of every worker start at 5 hosts, 34 ms
-    at 20 (``benches/ansible_bench.py --phases``), in the controller's thread. A
-    worker only reads the Play (its vars, roles, tags, name); the strategy in the
-    controller owns it. Measured: the e2e playbooks' recaps stay identical to fork."""
+    holds every block, task, handler and role of the play: each worker start copied
+    the whole play with its task, in the controller's thread (the ``_task`` copy was
+    16 ms at 5 hosts and 34 ms at 20, ``benches/ansible_bench.py --phases``; most of
+    what is left of it is the ``VariableManager`` the Task refers to). A worker only
+    reads the Play (its vars, roles, tags, name); the strategy in the controller
+    owns it. The e2e playbooks' recaps stay identical to fork with it."""
     from .. import _snapshot
 
     cls = getattr(play_module, "Play", None)
