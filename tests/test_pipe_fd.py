@@ -14,8 +14,6 @@ from multiprocessing import connection, reduction
 
 import pytest
 
-from .conftest import interrupt_main_after
-
 
 def _open_fds() -> set[int]:
     fds = set()
@@ -166,91 +164,6 @@ def test_wait_over_connections_sentinels_and_sockets():
     assert p.sentinel in connection.wait([p.sentinel], 5)
     for o in (a, b, s1, s2):
         o.close()
-
-
-def _pipe_blockers():
-    """name -> setup returning a call that blocks forever if not woken."""
-
-    def recv():
-        a, b = multiprocessing.Pipe()
-        _keep.append((a, b))
-        return a.recv
-
-    def recv_bytes():
-        a, b = multiprocessing.Pipe(duplex=False)
-        _keep.append((a, b))
-        return a.recv_bytes
-
-    def poll_forever():
-        a, b = multiprocessing.Pipe()
-        _keep.append((a, b))
-        return lambda: a.poll(None)
-
-    def wait_forever():
-        a, b = multiprocessing.Pipe()
-        _keep.append((a, b))
-        return lambda: connection.wait([a])
-
-    def send_full():
-        a, b = multiprocessing.Pipe()
-        _keep.append((a, b))
-
-        def fill():
-            while True:
-                a.send_bytes(b"x" * 65536)
-
-        return fill
-
-    return {f.__name__: f for f in (recv, recv_bytes, poll_forever, wait_forever, send_full)}
-
-
-_keep: list = []
-PIPE_BLOCKERS = sorted(_pipe_blockers())
-
-
-@pytest.fixture(autouse=True)
-def _close_kept():
-    yield
-    while _keep:
-        for c in _keep.pop():
-            c.close()
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("name", [n for n in PIPE_BLOCKERS if n != "send_full"])
-def test_ctrl_c_interrupts_a_main_thread_pipe_wait(name):
-    call = _pipe_blockers()[name]()
-    interrupt_main_after(0.2)
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        call()
-        time.sleep(5)  # not reached if the wait was interrupted
-    assert time.monotonic() - t0 < 1.5
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("name", PIPE_BLOCKERS)
-@pytest.mark.parametrize("how", ["terminate", "kill"])
-def test_terminate_wakes_a_worker_blocked_in_a_pipe(name, how):
-    started = multiprocessing.Event()
-    call = _pipe_blockers()[name]()
-
-    def body():
-        started.set()
-        call()
-
-    p = multiprocessing.Process(target=body)
-    p.start()
-    assert started.wait(5)
-    time.sleep(0.15)  # let it block
-    assert p.is_alive()
-    t0 = time.monotonic()
-    getattr(p, how)()
-    p.join(5)
-    latency = time.monotonic() - t0
-    assert p.exitcode == (-15 if how == "terminate" else -9)
-    print(f"{how}() -> join() of a worker in Pipe {name}: {latency * 1000:.1f} ms")
-    assert latency < 1.0, latency
 
 
 @pytest.mark.timeout(30)
