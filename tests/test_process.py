@@ -10,6 +10,7 @@ import pytest
 
 import ios_mp
 from ios_mp import connection, process
+from ios_mp.process import ProcessTerminated
 
 from .conftest import wait_until
 
@@ -339,31 +340,81 @@ def test_worker_exit_waits_for_its_non_daemon_threads():
     assert q.get(timeout=0) == "thread done"  # already there when join() returned
 
 
-def _ipc_after_termination(q, started):
+def _ipc_after_termination(kind, ends, started, tried):
     started.set()
     try:
         time.sleep(60)
     except BaseException:
-        # A real SIGTERM ends the process before any of this could run.
-        q.put("sent by a terminated worker")
+        # A real SIGTERM ends the process before any of this could run: each
+        # use of IPC from here raises ProcessTerminated again.
+        if kind == "pipe":
+            uses = (lambda: ends[1].send("sent"), ends[0].recv)
+        else:
+            uses = (lambda: ends.put("sent"), ends.get)
+        for use in uses:
+            try:
+                use()
+            except ProcessTerminated:
+                tried.append("refused")
+            else:
+                tried.append("done")
         raise
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Rust: terminate() unwinds the worker with ProcessTerminated, and an "
-    "`except BaseException` handler can still use queues (found by tests/scanner_app.py)",
-)
-def test_terminated_worker_sends_nothing_from_an_except_handler():
+class _Shared(multiprocessing.Process):
+    __ios_mp_snapshot__ = False
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+@pytest.mark.parametrize("kind", ["queue", "simple", "pipe"])
+def test_terminated_worker_sends_and_takes_nothing_from_an_except_handler(kind, how):
     import queue
 
-    q = multiprocessing.Queue()
-    started = multiprocessing.Event()
-    p = multiprocessing.Process(target=_ipc_after_termination, args=(q, started))
+    if kind == "queue":
+        ends = multiprocessing.Queue()
+    elif kind == "simple":
+        ends = multiprocessing.SimpleQueue()
+    else:
+        ends = multiprocessing.Pipe()  # (a, b): the worker sends on b, reads a
+    started, tried = multiprocessing.Event(), []
+    # The item the worker would take if it could: it must still be there after.
+    if kind == "pipe":
+        ends[1].send("for the app")
+    else:
+        ends.put("for the app")
+    # Not snapshotted, so the worker appends to this very list.
+    p = _Shared(target=_ipc_after_termination, args=(kind, ends, started, tried))
     p.start()
     assert started.wait(10)
-    p.terminate()
+    getattr(p, how)()
     p.join(10)
-    assert p.exitcode == -15
-    with pytest.raises(queue.Empty):
-        q.get(timeout=0.5)
+    assert p.exitcode == {"terminate": -15, "kill": -9}[how]
+    assert tried == ["refused", "refused"]
+    if kind == "pipe":
+        assert ends[0].recv() == "for the app"
+        assert not ends[1].poll(0.2), "the worker sent on the pipe"
+        assert not ends[0].poll(0)
+    elif kind == "queue":
+        assert ends.get(timeout=5) == "for the app"
+        with pytest.raises(queue.Empty):
+            ends.get(timeout=0.3)
+    else:
+        assert ends.get() == "for the app"
+        assert ends.empty()
+
+
+def test_a_worker_that_was_not_ended_uses_ipc_in_its_except_handlers():
+    """Only an ended worker is refused: an exception of its own leaves IPC usable."""
+    q = multiprocessing.Queue()
+
+    def body():
+        try:
+            raise KeyError("x")
+        except KeyError:
+            q.put("from except")
+
+    p = multiprocessing.Process(target=body)
+    p.start()
+    assert q.get(timeout=10) == "from except"
+    p.join(10)
+    assert p.exitcode == 0

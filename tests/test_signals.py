@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
@@ -148,6 +149,8 @@ def test_a_handler_returning_in_running_code_raises_signal_interrupted(app_signa
 
 
 def test_ansible_style_term_handler_exits_with_its_code(app_signals):
+    unwound = []  # a function's closure is shared with the worker, not copied
+
     def body(q):
         def _term(signum, frame):
             signal.signal(signum, signal.SIG_DFL)
@@ -160,13 +163,16 @@ def test_ansible_style_term_handler_exits_with_its_code(app_signals):
         try:
             time.sleep(20)
         finally:
-            q.put("unwound")
+            unwound.append("unwound")
+            q.put("sent after os._exit")  # refused: the process has ended
 
     p, q = _start(body)
     p.terminate()
-    assert q.get(timeout=5) == "unwound"
     p.join(5)
     assert p.exitcode == 1
+    assert unwound == ["unwound"]
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
 
 
 def test_dispositions_ignore_default_and_kill(app_signals):

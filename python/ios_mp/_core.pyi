@@ -17,12 +17,14 @@ __all__ = [
     "_QueueBase",
     "_adopt",
     "_bootstrap",
+    "_check_running",
     "_configure",
     "_disarm",
     "_live_count",
     "_process_key",
     "_request_exit",
     "_reset_log_cache",
+    "_run_thread",
     "_set_caught",
     "_signal_worker",
     "_sleep",
@@ -92,6 +94,8 @@ def is_virtual_pid(pid: int) -> bool: ...
 def _bootstrap(process: BaseProcess) -> None: ...
 def _adopt(process: BaseProcess) -> None: ...
 def _unadopt() -> None: ...
+def _check_running() -> None: ...
+def _run_thread(process: BaseProcess, run: Callable[[], object], interruptible: bool) -> None: ...
 def _worker_process() -> Optional[BaseProcess]: ...
 def _configure(
     main: BaseProcess,

@@ -100,10 +100,11 @@ in a worker, even after it closed them (use ``dup2``).
 ``sys.exit(n)``, ``raise SystemExit`` and escaping exceptions need no patch:
 they unwind the worker's thread, and ``Process`` maps them to exit codes as
 stdlib does. ``terminate()``/``kill()`` raise ``ProcessTerminated`` in the
-worker (``finally`` blocks run; a real SIGTERM/SIGKILL would run none). Known
-gap: ``terminate()``, ``kill()`` and ``os._exit`` end the worker's threads that
-wait in ios_mp waits or ``time.sleep``, but not one running Python code: that
-thread keeps running after the worker ended (``tests/test_virtual.py``, xfail).
+worker (``finally`` blocks run; a real SIGTERM/SIGKILL would run none), and
+in every thread the worker started that is in its ``run()`` (``_bootstrap_inner``
+in the table; idle ``concurrent.futures`` pool threads excepted). After that, queue
+and Pipe I/O from the ended worker's ``except``/``finally`` blocks raises
+``ProcessTerminated`` again: a real process would be gone, sending nothing.
 """
 
 from __future__ import annotations

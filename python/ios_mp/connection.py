@@ -60,6 +60,7 @@ __all__ = [
 
 _process_key = _core._process_key  # 0 in the main process, else the worker's vpid
 _in_worker = _core._worker_process
+_check_running = _core._check_running  # a terminated worker's except: no more I/O
 # A worker waits for a descriptor in slices this long: its terminate()/kill()
 # is delivered (an asynchronous exception) between two slices.
 _SLICE = 0.05
@@ -306,6 +307,7 @@ class Connection:
         remaining = len(buf)
         while True:
             if worker:
+                _check_running()
                 _wait_fd(handle, True, None)
             n = write(handle, buf)
             remaining -= n
@@ -320,6 +322,7 @@ class Connection:
         remaining = size
         while remaining > 0:
             if worker:
+                _check_running()
                 _wait_fd(handle, False, None)
             chunk = read(handle, remaining)
             n = len(chunk)

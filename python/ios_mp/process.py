@@ -145,10 +145,11 @@ def _start(self: threading.Thread) -> None:
         return
     # Whether the worker's exit waits for this thread: not for daemon threads,
     # as stdlib, and not for idle concurrent.futures pool threads either.
-    daemon = bool(self.daemon) or _is_pool_worker(self)
+    pool = _is_pool_worker(self)
+    daemon = bool(self.daemon) or pool
     # Counted before the thread runs: the worker may finish run() first.
     _core._thread_started(owner, daemon)
-    self.__dict__["_ios_mp_owner"] = (owner, daemon)
+    self.__dict__["_ios_mp_owner"] = (owner, daemon, pool)
     try:
         _orig_start(self)
     except BaseException:
@@ -162,16 +163,14 @@ def _bootstrap_inner(self: threading.Thread) -> None:
     if owned is None:
         _orig_bootstrap_inner(self)
         return
-    owner, daemon = owned
+    owner, daemon, pool = owned
     run = self.run
 
     def run_until_the_process_ends() -> None:
-        # The worker is ending (os._exit, terminate, kill): this thread of it
-        # ends quietly, as a real process's threads end with it.
-        try:
-            run()
-        except ProcessTerminated:
-            pass
+        # terminate(), kill() and os._exit of the worker end this thread too
+        # (unless it is a pool thread, which other code may go on using); it
+        # then ends quietly, as a real process's threads end with it.
+        _core._run_thread(owner, run, not pool)
 
     self.run = run_until_the_process_ends  # type: ignore[method-assign]
     _core._adopt(owner)

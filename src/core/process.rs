@@ -50,6 +50,11 @@ pub struct ProcessHandle {
     /// An asynchronous "run your signal handlers" is queued for the worker's
     /// thread and has not run yet.
     armed: AtomicBool,
+    /// Idents of the threads the worker started that are running their
+    /// `run()`: ending the process interrupts them as well as the worker's own
+    /// thread. The Python layer adds, removes and reads them with the GIL held,
+    /// so "in the list" and "may be sent an asynchronous exception" agree.
+    threads: Mutex<Vec<u64>>,
     exit: Arc<Monitor<ExitState>>,
 }
 
@@ -92,6 +97,24 @@ impl ProcessHandle {
 
     pub fn is_exiting(&self) -> bool {
         self.exiting.load(Ordering::SeqCst)
+    }
+
+    /// A thread the worker started enters its `run()`.
+    pub fn enter_thread(&self, ident: u64) {
+        self.threads.lock().push(ident);
+    }
+
+    /// That thread's `run()` has returned (or raised).
+    pub fn leave_thread(&self, ident: u64) {
+        let mut threads = self.threads.lock();
+        if let Some(i) = threads.iter().position(|&t| t == ident) {
+            threads.swap_remove(i);
+        }
+    }
+
+    /// The threads the worker started that are in their `run()` now.
+    pub fn running_threads(&self) -> Vec<u64> {
+        self.threads.lock().clone()
     }
 
     pub fn exitcode(&self) -> Option<i32> {
@@ -192,6 +215,7 @@ impl ProcessTable {
             token,
             caught: AtomicU64::new(0),
             armed: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
             exit: Monitor::new(ExitState::default()),
         });
         self.live.lock().insert(vpid, Arc::downgrade(&h));
@@ -317,6 +341,23 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(f.read(&mut buf).unwrap(), 0);
         h.close_sentinel();
+    }
+
+    #[test]
+    fn running_threads_are_listed_until_they_leave() {
+        let h = ProcessTable::default().spawn();
+        assert!(h.running_threads().is_empty());
+        h.enter_thread(7);
+        h.enter_thread(9);
+        h.enter_thread(11);
+        h.leave_thread(9);
+        h.leave_thread(42); // never entered: ignored
+        let mut running = h.running_threads();
+        running.sort_unstable();
+        assert_eq!(running, vec![7, 11]);
+        h.leave_thread(7);
+        h.leave_thread(11);
+        assert!(h.running_threads().is_empty());
     }
 
     #[test]

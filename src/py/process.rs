@@ -157,6 +157,7 @@ impl BaseProcess {
             return Ok(());
         }
         interrupt_thread(py, ident, exiting);
+        interrupt_running_threads(py, &handle, None);
         Ok(())
     }
 }
@@ -236,6 +237,20 @@ fn interrupt_thread(py: Python<'_>, ident: Option<u64>, exiting: bool) {
         // SAFETY: GIL held; the exception type is kept alive by the module.
         unsafe {
             pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr());
+        }
+    }
+}
+
+/// Raise `ProcessTerminated` asynchronously in each thread the worker started
+/// that is in its `run()` (but `skip`, the caller of `os._exit`, which unwinds
+/// itself), as the end of a real process ends all of its threads. A thread
+/// running Python code sees it at its next bytecode; one waiting in an ios_mp
+/// wait already woke up, as the process's token is cancelled; one in a
+/// blocking C call sees it when the call returns. GIL held: see `_run_thread`.
+fn interrupt_running_threads(py: Python<'_>, handle: &ProcessHandle, skip: Option<u64>) {
+    for ident in handle.running_threads() {
+        if Some(ident) != skip {
+            interrupt_thread(py, Some(ident), false);
         }
     }
 }
@@ -884,8 +899,12 @@ fn _request_exit(py: Python<'_>, code: i32) -> bool {
         (g.handle.clone(), g.ident)
     };
     if let Some(h) = handle {
-        if h.request_exit(code) && ident != Some(runtime::thread_ident()) {
-            interrupt_thread(py, ident, h.is_exiting());
+        let me = runtime::thread_ident();
+        if h.request_exit(code) {
+            if ident != Some(me) {
+                interrupt_thread(py, ident, h.is_exiting());
+            }
+            interrupt_running_threads(py, &h, Some(me));
         }
     }
     true
@@ -1007,6 +1026,59 @@ fn _thread_finished(process: Bound<'_, BaseProcess>, daemon: bool) {
     }
 }
 
+/// Run `run()`, the body of a thread that a thread of `process` started, so
+/// that ending the process ends it too: while `run()` runs, the thread is
+/// listed on the process, and `terminate()`, `kill()` and `os._exit` raise
+/// `ProcessTerminated` in it (`interrupt_running_threads`), which ends the
+/// thread quietly here. With `interruptible` false (idle pool threads that
+/// other code may reuse) the thread is not listed.
+///
+/// Entering and leaving the list happens with the GIL held and no bytecode in
+/// between the check and the change, and `signal()` reads the list with the
+/// GIL: so no asynchronous exception is sent before `run()` is entered, or
+/// after it has returned; one sent just before it returned is delivered and
+/// dropped here. None may land in threading's epilogue, which would leave the
+/// thread's `_tstate_lock` held (and `join()` waiting forever).
+#[pyfunction]
+fn _run_thread(
+    py: Python<'_>,
+    process: Bound<'_, BaseProcess>,
+    run: Bound<'_, PyAny>,
+    interruptible: bool,
+) -> PyResult<()> {
+    let handle = process.get().handle().filter(|_| interruptible);
+    let Some(handle) = handle else {
+        return swallow_termination(py, run.call0().map(drop));
+    };
+    if handle.token().is_cancelled() {
+        return Ok(()); // the process is ending: its new thread never runs
+    }
+    let me = runtime::thread_ident();
+    handle.enter_thread(me);
+    let result = run.call0().map(drop);
+    handle.leave_thread(me);
+    if handle.token().is_cancelled() {
+        runtime::absorb_pending_termination(py);
+    }
+    swallow_termination(py, result)
+}
+
+/// A thread of a worker that ends because the worker ends ends quietly, as a
+/// real process's threads end with it: `ProcessTerminated` is not an error.
+fn swallow_termination(py: Python<'_>, result: PyResult<()>) -> PyResult<()> {
+    match result {
+        Err(e) if e.is_instance_of::<ProcessTerminated>(py) => Ok(()),
+        other => other,
+    }
+}
+
+/// Raise `ProcessTerminated` if the caller's process has been ended (see
+/// `runtime::check_running`): `ios_mp.connection` asks before Pipe I/O.
+#[pyfunction]
+fn _check_running(py: Python<'_>) -> PyResult<()> {
+    runtime::check_running(py)
+}
+
 #[pyfunction]
 fn _unadopt() {
     CURRENT.with(|c| c.borrow_mut().take());
@@ -1099,6 +1171,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_adopt, m)?)?;
     m.add_function(wrap_pyfunction!(_request_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_unadopt, m)?)?;
+    m.add_function(wrap_pyfunction!(_run_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(_check_running, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_started, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_finished, m)?)?;
     m.add_function(wrap_pyfunction!(_worker_process, m)?)?;

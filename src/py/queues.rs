@@ -29,7 +29,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
-use super::runtime::{block_on, deadline, process_key};
+use super::runtime::{block_on, check_running, deadline, process_key};
 use super::synchronize::share_only_by_inheritance;
 use crate::core::{Broadcast, CancelToken, Channel, JoinCounter, RecvError, SendError, WaitError};
 use crossbeam_channel::Receiver;
@@ -296,6 +296,7 @@ impl QueueBase {
         if Self::closed_here(st) {
             return Err(Self::closed_error(slf, st));
         }
+        check_running(py)?;
         let item = match Self::encode(py, st, obj.clone()) {
             Ok(item) => item,
             Err(err) => return Self::unpicklable(slf, st, err, obj),
@@ -358,6 +359,7 @@ impl QueueBase {
         if Self::closed_here(st) {
             return Err(Self::closed_error(slf, st));
         }
+        check_running(py)?;
         if let Some(item) = st.chan.try_recv() {
             return Self::decode(py, item);
         }

@@ -154,6 +154,22 @@ pub fn terminated(py: Python<'_>, token: &CancelToken) -> PyErr {
     ProcessTerminated::new_err((format!("process terminated by signal {sig}"),))
 }
 
+/// Refuse IPC from a process that has been ended (`terminate()`, `kill()`,
+/// `os._exit`) but still runs Python code: an `except`/`finally` of the worker
+/// that ran while `ProcessTerminated` unwound it. A real process would be gone
+/// and send (or take) nothing, so a queue put or get, or a Pipe send or
+/// receive, raises `ProcessTerminated` again there. Cheap when not ended.
+pub fn check_running(py: Python<'_>) -> PyResult<()> {
+    let token = BINDING.with(|c| {
+        let b = c.borrow();
+        b.token.as_ref().filter(|t| t.is_cancelled()).cloned()
+    });
+    match token {
+        Some(token) => Err(terminated(py, &token)),
+        None => Ok(()),
+    }
+}
+
 /// Let an asynchronous `ProcessTerminated` queued for the calling thread be
 /// delivered now, and drop it. Harmless when none is pending.
 ///
