@@ -175,3 +175,44 @@ def test_timeouts_are_honoured():
         assert 0.09 <= time.monotonic() - t0 < 1.0
     a.close()
     b.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_signal_runs_the_workers_handler_during_a_pipe_recv_which_then_goes_on():
+    """A worker blocked in recv() on a Pipe runs its handler when signalled (the
+    wait wakes at once, PEP 475 style) and then goes on waiting for the message."""
+    import signal
+
+    a, b = multiprocessing.Pipe()
+    ran = multiprocessing.Queue()
+    ready = multiprocessing.Event()
+
+    def body():
+        signal.signal(signal.SIGUSR1, lambda s, f: ran.put(("handler", time.monotonic())))
+        ready.set()
+        ran.put(("recv", b.recv()))
+
+    p = multiprocessing.Process(target=body)
+    p.start()
+    assert ready.wait(10)
+    time.sleep(0.1)  # into the recv
+    sent = time.monotonic()
+    os.kill(p.pid, signal.SIGUSR1)
+    what, when = ran.get(timeout=5)
+    assert what == "handler"
+    assert when - sent < 1.0
+    a.send("message")
+    assert ran.get(timeout=5) == ("recv", "message")
+    p.join(5)
+    assert p.exitcode == 0
+
+
+def test_poll_rejects_a_nan_timeout_and_treats_a_negative_one_as_zero():
+    a, b = multiprocessing.Pipe()
+    with pytest.raises(ValueError, match="NaN"):
+        a.poll(float("nan"))
+    assert a.poll(-1) is False
+    b.send(1)
+    assert a.poll(-1) is True
+    a.close()
+    b.close()

@@ -20,10 +20,12 @@ work as with fork: a parent closing its copy of the child's end after
 ``start()``, the peer seeing ``EOFError`` only once every copy is closed.
 
 Blocking calls release the GIL and wake for Ctrl-C in the main thread (the
-``EINTR`` of ``select``/``read``). In a worker they wait for the descriptor in
-slices of ``_SLICE`` seconds, so ``terminate()``/``kill()`` of the worker end
-them within a slice. ``wait()`` selects on every descriptor at once; only
-queue ``_reader`` objects (not descriptors in ios_mp) are polled in short slices.
+``EINTR`` of ``poll``/``select``/``read``). In a worker a read or write first
+waits for its descriptor (``_wait_fd``, in Rust), a wait that
+``terminate()``/``kill()`` of the worker end at once; ``wait()`` selects on
+every descriptor at once, in slices of ``_SLICE`` seconds in a worker (so that
+terminate ends it within a slice); queue ``_reader`` objects (not descriptors
+in ios_mp) are polled in 5 ms slices.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import functools
 import hmac as _hmac
 import io as _io
 import os as _os
-import select as _select
 import selectors
 import socket as _socket
 import struct as _struct
@@ -60,10 +61,6 @@ __all__ = [
 
 _process_key = _core._process_key  # 0 in the main process, else the worker's vpid
 _in_worker = _core._worker_process
-_check_running = _core._check_running  # a terminated worker's except: no more I/O
-# A worker waits for a descriptor in slices this long: its terminate()/kill()
-# is delivered (an asynchronous exception) between two slices.
-_SLICE = 0.05
 
 # Who holds a descriptor of what. ``_held`` maps a worker's key to the
 # Connections it has a descriptor of (the main process never exits, so it is
@@ -92,24 +89,14 @@ def _byte_slice(buf, offset: int, size: int | None) -> memoryview:
     return m[offset : offset + size]
 
 
-def _wait_fd(fd: int, write: bool, timeout: float | None) -> bool:
-    """Wait until ``fd`` is readable (writable); False on timeout.
+# A worker's connection.wait() selects in slices this long: its terminate()/kill()
+# is delivered (an asynchronous exception) between two slices.
+_SLICE = 0.05
 
-    Outside workers one ``poll``; in a worker, slices of ``_SLICE`` so that
-    terminate()/kill() of the worker gets a bytecode to end it at."""
-    p = _select.poll()
-    p.register(fd, _select.POLLOUT if write else _select.POLLIN)
-    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    worker = _in_worker() is not None
-    while True:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        slice_ = left
-        if worker:
-            slice_ = _SLICE if left is None else min(_SLICE, left)
-        if p.poll(None if slice_ is None else slice_ * 1000.0):
-            return True
-        if left is not None and left <= slice_:
-            return False
+# Wait until a descriptor is readable (writable); False on timeout. With the GIL
+# released; ends for Ctrl-C in the main thread, and at once (ProcessTerminated)
+# when a worker is terminated: src/py/connection.rs.
+_wait_fd = _core._wait_fd
 
 
 class Connection:
@@ -306,8 +293,7 @@ class Connection:
         worker = _in_worker() is not None
         remaining = len(buf)
         while True:
-            if worker:
-                _check_running()
+            if worker:  # a blocking write could not be interrupted
                 _wait_fd(handle, True, None)
             n = write(handle, buf)
             remaining -= n
@@ -321,8 +307,7 @@ class Connection:
         worker = _in_worker() is not None
         remaining = size
         while remaining > 0:
-            if worker:
-                _check_running()
+            if worker:  # a blocking read could not be interrupted
                 _wait_fd(handle, False, None)
             chunk = read(handle, remaining)
             n = len(chunk)

@@ -1072,13 +1072,6 @@ fn swallow_termination(py: Python<'_>, result: PyResult<()>) -> PyResult<()> {
     }
 }
 
-/// Raise `ProcessTerminated` if the caller's process has been ended (see
-/// `runtime::check_running`): `ios_mp.connection` asks before Pipe I/O.
-#[pyfunction]
-fn _check_running(py: Python<'_>) -> PyResult<()> {
-    runtime::check_running(py)
-}
-
 #[pyfunction]
 fn _unadopt() {
     CURRENT.with(|c| c.borrow_mut().take());
@@ -1172,7 +1165,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_request_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_unadopt, m)?)?;
     m.add_function(wrap_pyfunction!(_run_thread, m)?)?;
-    m.add_function(wrap_pyfunction!(_check_running, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_started, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_finished, m)?)?;
     m.add_function(wrap_pyfunction!(_worker_process, m)?)?;
