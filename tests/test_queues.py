@@ -85,8 +85,20 @@ def test_copy_opt_out_per_queue_and_global():
     assert q3.get(timeout=1) is not obj
 
 
-def test_unpicklable_value_raises_at_put():
-    q = multiprocessing.Queue()
+def test_an_unpicklable_value_is_dropped_and_reported_as_stdlibs_feeder_does(capsys):
+    q = multiprocessing.Queue(maxsize=1)
+    q.put(threading.Lock())  # returns: stdlib's feeder thread would report it later
+    q.put(lambda: None)
+    err = capsys.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 2
+    assert "TypeError" in err and ("lambda" in err or "PicklingError" in err)
+    assert q.empty() and q.qsize() == 0  # nothing counted (bpo-33078)
+    q.put("next")
+    assert q.get(timeout=1) == "next"
+
+
+def test_simple_queue_raises_pickles_error_at_put():
+    q = multiprocessing.SimpleQueue()
     with pytest.raises((TypeError, pickle.PicklingError)):
         q.put(threading.Lock())
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
@@ -108,8 +120,6 @@ def test_feeder_error_hook_of_a_subclass_gets_stdlib_behaviour():
     q.put("next")
     assert seen == [(TypeError, lock)]
     assert q.get(timeout=1) == "next"
-    with pytest.raises(TypeError):
-        multiprocessing.Queue().put(lock)
 
 
 def test_empty_and_timeouts():

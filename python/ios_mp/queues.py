@@ -4,11 +4,13 @@ Same signatures as stdlib (``Queue(maxsize=0, *, ctx)``, ``SimpleQueue(*, ctx)``
 ``JoinableQueue(maxsize=0, *, ctx)``; ``ctx`` may be omitted) and subclassable
 the same way. What differs:
 
-* Copy semantics are kept: ``put`` pickles (an unpicklable value raises pickle's
-  error at ``put``, like ``SimpleQueue``; stdlib ``Queue`` only prints it from its
-  feeder thread, and a ``Queue`` subclass that defines stdlib's private
-  ``_on_queue_feeder_error(e, obj)`` hook gets that behaviour: the hook is
-  called and the item dropped) and ``get`` returns a new copy. Exact ``int``/``float``/
+* Copy semantics are kept: ``put`` pickles and ``get`` returns a new copy. An
+  object ``Queue.put`` cannot pickle is handled as stdlib's feeder thread
+  handles it: ``put`` returns, the object is dropped, and the queue's
+  ``_on_queue_feeder_error(e, obj)`` hook is called (by default it prints the
+  traceback to stderr, as stdlib's; subclasses override it, as
+  ``concurrent.futures`` does). ``SimpleQueue.put`` raises pickle's error, as
+  stdlib's (it has no feeder thread either). Exact ``int``/``float``/
   ``complex``/``str``/``bytes``/``bool``/``None`` skip the copy: it could not be
   told apart. Pass ``copy=False`` (or call ``set_default_copy(False)``) to pass
   references instead, much faster for large objects you do not mutate.
@@ -100,6 +102,14 @@ class Queue(_Base):
     close = _Base._close
     join_thread = _Base._join_thread
     cancel_join_thread = _Base._cancel_join_thread
+
+    @staticmethod
+    def _on_queue_feeder_error(e: BaseException, obj) -> None:
+        """Called while ``put`` handles ``e``, an error pickling ``obj`` (which is
+        dropped): stdlib's default, the traceback to stderr."""
+        import traceback
+
+        traceback.print_exc()
 
     @property
     def _closed(self) -> bool:

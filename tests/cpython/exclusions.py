@@ -81,14 +81,6 @@ EXCLUSIONS: dict[str, str] = {
         "exits with work pending in a ProcessPoolExecutor; the iOS sandbox forbids "
         "child interpreters"
     ),
-    # --- an ios_mp design decision, owned and tested elsewhere ----------------
-    "WithProcessesTestQueue.test_queue_feeder_donot_stop_onexc": (
-        "expects a plain Queue.put() of an unpicklable object to return (stdlib's "
-        "feeder thread prints the error later); ios_mp has no feeder thread and raises "
-        "pickle's error from put(), so nothing is lost silently. A Queue subclass that "
-        "defines _on_queue_feeder_error gets stdlib's behaviour "
-        "(test_queue_feeder_on_queue_feeder_error passes; tests/test_queues.py)"
-    ),
 }
 
 _TOO_LONG_NAME = {
