@@ -21,6 +21,9 @@
 #                                suite (tests/test_cpython_suite.py, 3-5 min per version);
 #                                "all" for every version (scripts/test-cpython-all.sh), ""
 #                                for none. The other versions --ignore that module.
+#   IOS_MP_E2E_LARGE="3.11"      the versions that run the Ansible e2e suite's 20-host case
+#                                (hosts-20-f20, 1-2 min); "all" for every version. The other
+#                                versions run its 5-host cases only.
 #   IOS_MP_PYTEST_TIMEOUT=900    wall-clock limit in seconds for one version's pytest run,
 #                                on top of pytest-timeout's per-test limit; catches hangs at
 #                                interpreter shutdown (0 disables)
@@ -39,6 +42,7 @@ MATURIN_SPEC="maturin>=1.10.2,<2"
 TEST_DEPS=("pytest>=7" "pytest-timeout>=2.1")
 BUILD_VENV=".venv-build"
 CPYTHON_SUITE="${IOS_MP_CPYTHON_SUITE-3.9 3.13}"
+E2E_LARGE="${IOS_MP_E2E_LARGE-3.11}"
 PYTEST_WALL_TIMEOUT="${IOS_MP_PYTEST_TIMEOUT:-900}"
 
 log()  { printf '==> %s\n' "$*"; }
@@ -224,8 +228,12 @@ print(os.path.realpath(os.path.dirname(ios_mp.__file__)))' 2>/dev/null || true)"
         log "CPython's multiprocessing suite not run on $v (IOS_MP_CPYTHON_SUITE=\"$CPYTHON_SUITE\")"
         extra=(--ignore "$ROOT/tests/test_cpython_suite.py")
     fi
+    local skip_large=0
+    if [ "$E2E_LARGE" != all ] && [[ " $E2E_LARGE " != *" $v "* ]]; then
+        skip_large=1
+    fi
     # -c/--rootdir pin pyproject.toml's [tool.pytest.ini_options] (testpaths, addopts, timeout).
-    "${TIMEOUT_CMD[@]}" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+    IOS_MP_SKIP_LARGE_E2E=$skip_large "${TIMEOUT_CMD[@]}" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
         -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --junitxml "$junit" \
         ${extra[@]+"${extra[@]}"} "$@" || RC=$?
     if [ -s "$junit" ] && counts="$(junit_counts "$venv/bin/python" "$junit")"; then

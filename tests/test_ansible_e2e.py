@@ -260,6 +260,8 @@ CASES = [
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("key,playbook,hosts,forks,rc", CASES, ids=[c[0] for c in CASES])
 def test_paramiko_in_process_matches_fork(sshd, inv_dir, key, playbook, hosts, forks, rc):
+    if hosts > 5 and os.environ.get("IOS_MP_SKIP_LARGE_E2E") == "1":
+        pytest.skip("IOS_MP_SKIP_LARGE_E2E=1: scripts/test.sh runs the 20-host case on one version")
     inv = _inventory(inv_dir, sshd, hosts, "paramiko_ssh")
     compare(playbook, inv, forks, key, expect_rc=rc)
 
