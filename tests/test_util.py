@@ -296,15 +296,138 @@ def test_pipe_uses_registered_reducers(special_reducer):
     assert p.exitcode == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ios_mp queues pickle with pickle.dumps in Rust (src/py/queues.rs pickle_fn), "
-    "not ForkingPickler: registered reducers are not used (needs a Rust change)",
-)
-def test_queue_uses_registered_reducers(special_reducer):
-    q = multiprocessing.Queue()
+QUEUE_KINDS = ("Queue", "SimpleQueue", "JoinableQueue")
+
+
+def _get(q):
+    return q.get() if isinstance(q, type(multiprocessing.SimpleQueue())) else q.get(timeout=10)
+
+
+def _put_special_in_a_worker(q, v):
+    q.put(Special(v))
+
+
+@pytest.mark.parametrize("kind", QUEUE_KINDS)
+def test_queue_uses_registered_reducers(special_reducer, kind):
+    q = getattr(multiprocessing, kind)()
     q.put(Special(4))
-    assert q.get(timeout=10).v == 1004
+    assert _get(q).v == 1004
+    p = multiprocessing.Process(target=_put_special_in_a_worker, args=(q, 5))
+    p.start()
+    got = _get(q)
+    p.join(10)
+    assert got.v == 1005 and p.exitcode == 0
+    q.close()
+
+
+@pytest.mark.parametrize("kind", QUEUE_KINDS)
+def test_queue_without_the_reducer_refuses_the_object(kind):
+    q = getattr(multiprocessing, kind)()
+    with pytest.raises(TypeError, match="plain pickling refused"):
+        q.put(Special(1))
+    q.put([1, 2])  # the queue's pickler still works after the error
+    assert _get(q) == [1, 2]
+    q.close()
+
+
+def test_queue_sees_reducers_registered_and_replaced_after_use():
+    q = multiprocessing.SimpleQueue()
+    q.put([1])
+    assert q.get() == [1]  # this thread's pickler exists now
+    try:
+        reduction.register(Special, _reduce_special)
+        q.put(Special(1))
+        assert q.get().v == 1001
+        reduction.register(Special, lambda obj: (_rebuild_special, (obj.v + 1,)))
+        q.put(Special(1))
+        assert q.get().v == 1002
+    finally:
+        reduction.ForkingPickler._extra_reducers.pop(Special, None)
+    with pytest.raises(TypeError, match="plain pickling refused"):
+        q.put(Special(1))
+
+
+def test_queue_reducers_take_precedence_over_copyreg(special_reducer):
+    import copyreg
+
+    copyreg.pickle(Special, lambda obj: (_rebuild_special, (obj.v - 1000,)))
+    try:
+        q = multiprocessing.SimpleQueue()
+        q.put(Special(1))
+        assert q.get().v == 1001  # ForkingPickler's, as in stdlib
+        reduction.ForkingPickler._extra_reducers.pop(Special)
+        q.put(Special(1))
+        assert q.get().v == 1  # copyreg's, once the registered one is gone
+    finally:
+        copyreg.dispatch_table.pop(Special, None)
+
+
+def test_queue_pickles_dict_views_and_sockets_as_stdlib():
+    import socket
+
+    import ios_mp.managers  # noqa: F401  (registers the dict view reducers, as stdlib's)
+
+    q = multiprocessing.SimpleQueue()
+    q.put({"a": 1, "b": 2}.keys())
+    assert q.get() == ["a", "b"]
+    a, b = socket.socketpair()
+    with a, b:
+        q.put(a)
+        a2 = q.get()
+        with a2:
+            assert a2.fileno() != a.fileno()
+            a2.sendall(b"x")
+            assert b.recv(1) == b"x"
+    q.close()
+
+
+def test_queue_pickler_keeps_no_reference_to_what_it_pickled():
+    import weakref
+
+    q = multiprocessing.SimpleQueue()
+    o = Special2(1)
+    r = weakref.ref(o)
+    q.put([o])
+    assert q.get()[0] is not o
+    del o
+    gc.collect()
+    assert r() is None
+
+
+def test_queue_copies_a_large_bytearray_at_put():
+    q = multiprocessing.SimpleQueue()
+    data = bytearray(b"a" * 200_000)  # past pickle's frame size: written out directly
+    q.put([data])
+    data[:] = b"b" * 200_000
+    got = q.get()[0]
+    assert got == bytearray(b"a" * 200_000)
+    assert isinstance(got, bytearray)
+
+
+class _Reentrant:
+    q = None
+
+    def __reduce__(self):
+        _Reentrant.q.put([Special2(7)])  # a dump inside a dump, on the same thread
+        return _Reentrant, ()
+
+
+class Special2:
+    def __init__(self, v):
+        self.v = v
+
+
+def test_queue_dump_inside_a_dump():
+    q = multiprocessing.SimpleQueue()
+    _Reentrant.q = q
+    try:
+        q.put([_Reentrant(), Special2(1)])
+    finally:
+        _Reentrant.q = None
+    inner = q.get()
+    outer = q.get()
+    assert inner[0].v == 7
+    assert isinstance(outer[0], _Reentrant) and outer[1].v == 1
 
 
 def test_exit_function_in_a_worker_is_that_workers_exit_only():

@@ -15,12 +15,14 @@ __all__ = [
     "ProcessTerminated",
     "SemLock",
     "_QueueBase",
+    "_Sink",
     "_adopt",
     "_bootstrap",
     "_configure",
     "_disarm",
     "_live_count",
     "_process_key",
+    "_reducers_changed",
     "_request_exit",
     "_reset_log_cache",
     "_run_thread",
@@ -225,3 +227,10 @@ class _QueueBase:
 
 def set_default_copy(copy: bool) -> bool: ...
 def get_default_copy() -> bool: ...
+
+class _Sink:
+    """A queue pickler's file (one pickle's parts)."""
+
+    def write(self, data: Any) -> None: ...
+
+def _reducers_changed() -> None: ...

@@ -17,6 +17,8 @@ import os
 import pickle
 import socket
 
+from . import _core
+
 __all__ = ["DupFd", "ForkingPickler", "dump", "recv_handle", "register", "send_handle"]
 
 HAVE_SEND_HANDLE = True
@@ -37,6 +39,7 @@ class ForkingPickler(pickle.Pickler):
     @classmethod
     def register(cls, type, reduce) -> None:
         cls._extra_reducers[type] = reduce
+        _core._reducers_changed()  # queues' cached picklers rebuild their table
 
     @classmethod
     def dumps(cls, obj, protocol=None):

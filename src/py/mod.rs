@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod connection;
+mod pickler;
 mod process;
 mod queues;
 mod runtime;
@@ -36,6 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     process::register(m)?;
     synchronize::register(m)?;
     queues::register(m)?;
+    pickler::register(m)?;
     snapshot::register(m)?;
     connection::register(m)?;
     m.add("VPID_BASE", crate::core::VPID_BASE)?;

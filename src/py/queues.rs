@@ -3,8 +3,9 @@
 //!
 //! # Copy semantics
 //! A process receives its own copy of what was put, as through a pipe: `put`
-//! pickles the value (so an unpicklable value fails at `put`, with pickle's
-//! error) and `get` unpickles it. Immutable atoms (exact `int`, `float`,
+//! pickles the value as stdlib's `ForkingPickler` does, with the reducers
+//! registered with `reduction.register` (`super::pickler`; an unpicklable value
+//! fails at `put`, with pickle's error) and `get` unpickles it. Immutable atoms (exact `int`, `float`,
 //! `complex`, `str`, `bytes`, `bool`, `None`) are passed as they are, since a
 //! copy could not be told apart. `copy=False` (per queue) or
 //! `set_default_copy(False)` passes references instead.
@@ -81,11 +82,9 @@ fn fired(tok: Option<&CancelToken>) -> WaitError {
     tok.map_or(WaitError::Cancelled, CancelToken::fired)
 }
 
-fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<&'py Bound<'py, PyAny>> {
-    static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+fn pickle_loads(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let cell = if name == "dumps" { &DUMPS } else { &LOADS };
-    cell.import(py, "pickle", name)
+    LOADS.import(py, "pickle", "loads")
 }
 
 pub(crate) fn is_atom(obj: &Bound<'_, PyAny>) -> bool {
@@ -202,7 +201,7 @@ impl QueueBase {
                 obj: obj.unbind(),
             });
         }
-        let data = pickle_fn(py, "dumps")?.call1((obj, -1))?;
+        let data = super::pickler::dumps(py, &obj)?;
         Ok(Item {
             pickled: true,
             obj: data.unbind(),
@@ -211,7 +210,7 @@ impl QueueBase {
 
     fn decode(py: Python<'_>, item: Item) -> PyResult<Py<PyAny>> {
         if item.pickled {
-            Ok(pickle_fn(py, "loads")?.call1((item.obj,))?.unbind())
+            Ok(pickle_loads(py)?.call1((item.obj,))?.unbind())
         } else {
             Ok(item.obj)
         }

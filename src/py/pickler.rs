@@ -1,0 +1,163 @@
+//! The pickler of a queue's copies: `multiprocessing.reduction.ForkingPickler`'s
+//! semantics (the reducers registered with `ForkingPickler.register` take
+//! precedence over `copyreg.dispatch_table`, as in stdlib, whose queues pickle
+//! with `ForkingPickler.dumps`) at about the cost of `pickle.dumps`.
+//!
+//! `ForkingPickler.dumps` makes a `BytesIO`, a `Pickler` and a copy of the
+//! dispatch table for every object. Here each thread keeps one C
+//! `pickle.Pickler` writing into a native [`Sink`], with a merged dispatch table
+//! (a copy of `copyreg.dispatch_table` updated with the registered reducers)
+//! that is rebuilt only when the registry may have changed: another
+//! `_extra_reducers` dict, another size of it or of `copyreg.dispatch_table`,
+//! or a `register()` call (which bumps [`VERSION`] through `_reducers_changed`).
+//! The memo is cleared after every dump, so the pickler holds no reference to
+//! what it pickled. A re-entrant dump on the same thread (a reducer that puts
+//! into a queue) gets a pickler of its own.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+/// Bumped by `reduction.register` (through `_reducers_changed`).
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+/// What the merged dispatch table was built from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sig {
+    extra: usize,
+    extra_len: usize,
+    copyreg_len: usize,
+    version: u64,
+}
+
+/// The file a cached pickler writes to: the parts of one pickle.
+#[pyclass(module = "ios_mp.queues", name = "_Sink")]
+struct Sink {
+    parts: Vec<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Sink {
+    fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let part = if data.is_exact_instance_of::<PyBytes>() {
+            data.clone().unbind()
+        } else {
+            // pickle hands large payloads over directly, a bytearray's or a
+            // PickleBuffer's as a memoryview of its memory: copy it now.
+            // SAFETY: PyBytes_FromObject returns a new reference or NULL with an
+            // exception set.
+            unsafe {
+                Bound::from_owned_ptr_or_err(data.py(), ffi::PyBytes_FromObject(data.as_ptr()))?
+            }
+            .unbind()
+        };
+        self.parts.push(part);
+        Ok(())
+    }
+}
+
+struct Cached {
+    dump: Py<PyAny>,
+    clear_memo: Py<PyAny>,
+    sink: Py<Sink>,
+    sig: Sig,
+}
+
+thread_local! {
+    static CACHED: RefCell<Option<Cached>> = const { RefCell::new(None) };
+}
+
+impl Cached {
+    fn new(
+        py: Python<'_>,
+        sig: Sig,
+        extra: &Bound<'_, PyDict>,
+        copyreg: &Bound<'_, PyDict>,
+    ) -> PyResult<Self> {
+        static PICKLER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let table = copyreg.copy()?;
+        table.update(extra.as_mapping())?;
+        let sink = Py::new(py, Sink { parts: Vec::new() })?;
+        let pickler = PICKLER
+            .import(py, "pickle", "Pickler")?
+            .call1((sink.bind(py), -1))?;
+        pickler.setattr(intern!(py, "dispatch_table"), table)?;
+        Ok(Self {
+            dump: pickler.getattr(intern!(py, "dump"))?.unbind(),
+            clear_memo: pickler.getattr(intern!(py, "clear_memo"))?.unbind(),
+            sink,
+            sig,
+        })
+    }
+
+    fn dump<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let done = self.dump.bind(py).call1((obj,));
+        let cleared = self.clear_memo.bind(py).call0();
+        let parts = std::mem::take(&mut self.sink.borrow_mut(py).parts);
+        done?;
+        cleared?;
+        match parts.len() {
+            1 => Ok(parts.into_iter().next().expect("one part").into_bound(py)),
+            0 => Err(PyValueError::new_err("pickle wrote nothing")),
+            _ => {
+                PyBytes::new(py, b"").call_method1(intern!(py, "join"), (PyList::new(py, parts)?,))
+            }
+        }
+    }
+}
+
+/// `obj` pickled (highest protocol) as `ForkingPickler.dumps` would: a `bytes`.
+pub(crate) fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    static FORKING_PICKLER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static COPYREG: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let fp = FORKING_PICKLER.import(py, "ios_mp.reduction", "ForkingPickler")?;
+    let extra = fp.getattr(intern!(py, "_extra_reducers"))?;
+    let Ok(extra) = extra.cast::<PyDict>() else {
+        // Not a dict (replaced by hand): stdlib's way.
+        return fp.call_method1(intern!(py, "dumps"), (obj, -1));
+    };
+    let copyreg = COPYREG
+        .import(py, "copyreg", "dispatch_table")?
+        .cast::<PyDict>()?;
+    let sig = Sig {
+        extra: extra.as_ptr() as usize,
+        extra_len: extra.len(),
+        copyreg_len: copyreg.len(),
+        version: VERSION.load(Ordering::Acquire),
+    };
+    // Taken out while in use: a re-entrant dump finds none and makes its own.
+    let cached = CACHED.try_with(|c| c.borrow_mut().take()).ok().flatten();
+    let cached = match cached {
+        Some(c) if c.sig == sig => c,
+        _ => Cached::new(py, sig, extra, copyreg)?,
+    };
+    let data = cached.dump(py, obj);
+    if data.is_ok() {
+        // After an error the pickler is dropped: a fresh one is made next time.
+        let _ = CACHED.try_with(|c| {
+            let mut slot = c.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(cached);
+            }
+        });
+    }
+    data
+}
+
+/// Called by `reduction.register`: the merged dispatch tables are stale.
+#[pyfunction]
+fn _reducers_changed() {
+    VERSION.fetch_add(1, Ordering::AcqRel);
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Sink>()?;
+    m.add_function(wrap_pyfunction!(_reducers_changed, m)?)?;
+    Ok(())
+}
