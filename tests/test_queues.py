@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.queues
 import pickle
 import queue
 import threading
+import weakref
 
 import pytest
 
@@ -120,6 +122,40 @@ def test_feeder_error_hook_of_a_subclass_gets_stdlib_behaviour():
     q.put("next")
     assert seen == [(TypeError, lock)]
     assert q.get(timeout=1) == "next"
+
+
+class _Holder:
+    pass
+
+
+def test_feeder_error_exception_does_not_keep_the_putters_frames():
+    """ProcessPoolExecutor's hook stores the exception in a Future that the caller's
+    frame references (add_call_item_to_queue's work_item): if the exception's
+    traceback reached that frame, the frame, the Future and everything the frame
+    references would only be freed by the cyclic GC (on 3.9/3.10 CPython's
+    threading_cleanup then saw the executor's threads dangling and looped)."""
+    kept = []
+
+    class SafeQueue(multiprocessing.queues.Queue):
+        def _on_queue_feeder_error(self, e, obj):
+            kept.append(e)
+
+    q = SafeQueue(ctx=CTX)
+
+    def put_from_a_frame():
+        local = _Holder()  # referenced by this frame only
+        local.kept = kept  # the frame reaches the stored exception, as in the executor
+        q.put(threading.Lock())
+        return weakref.ref(local)
+
+    gc.disable()
+    try:
+        ref = put_from_a_frame()
+        assert ref() is None  # freed by reference counting: no cycle through the frame
+    finally:
+        gc.enable()
+    assert len(kept) == 1 and isinstance(kept[0], TypeError)
+    assert kept[0].__traceback__ is None
 
 
 def test_empty_and_timeouts():

@@ -50,6 +50,15 @@ def _report_feeder_error(queue, exc: BaseException, obj) -> None:
         raise exc
     except Exception as e:
         queue._on_queue_feeder_error(e, obj)
+    # stdlib's hook runs in the feeder thread: the exception it gets (and may keep:
+    # ProcessPoolExecutor sets it on the item's Future) references that thread's
+    # frames only. Here it ran in the putting thread, and the traceback's frames
+    # chain (f_back) to the caller's frames, whose locals may hold what keeps the
+    # exception (ProcessPoolExecutor's add_call_item_to_queue: work_item -> future
+    # -> exception): a cycle that kept the executor's manager thread, processes and
+    # their threads alive until the cyclic GC ran. The message, and the cause the
+    # hook may have attached, stay.
+    exc.__traceback__ = None
 
 
 class _Reader:
