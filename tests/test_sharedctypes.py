@@ -387,7 +387,7 @@ def test_pickling_a_wrapper_is_refused():
     ]:
         with pytest.raises(RuntimeError, match=f"^{name} {ONLY_INHERITANCE}$"):
             pickle.dumps(w)
-    q = multiprocessing.Queue()
+    q = multiprocessing.SimpleQueue()
     with pytest.raises(RuntimeError, match=ONLY_INHERITANCE):
         q.put(multiprocessing.Value("i", 1))
     q.close()
