@@ -140,7 +140,9 @@ def _is_pool_worker(thread: threading.Thread) -> bool:
 
 def _start(self: threading.Thread) -> None:
     owner = _core._worker_process()
-    if owner is None:
+    if owner is None or getattr(self, "_target", None) is _core._bootstrap:
+        # Outside workers, or the thread of a child process a worker starts:
+        # that thread is its own process (it ends with its own terminate()).
         _orig_start(self)
         return
     # Whether the worker's exit waits for this thread: not for daemon threads,
