@@ -767,3 +767,105 @@ def test_plays_are_shared_with_workers_tasks_and_blocks_copied(monkeypatch, patc
     assert got_task is not task and got_block is not block  # copied, as by fork
     assert (block.become_user, task.args["dest"]) == ("{{ user }}", "{{ inventory_hostname }}")
     assert (got_play is play) is patched  # without the patch the whole play is copied
+
+
+def _fake_variable_manager_module():
+    """A stand-in for ``ansible.vars.manager`` with the stores of 2.19's VariableManager:
+    a memory cache plugin's ``_cache`` (facts), ``_nonpersistent_fact_cache`` (set_fact)
+    and ``_vars_cache`` (include_vars), and its mutators."""
+    import collections
+    import types
+
+    module = types.ModuleType("ansible.vars.manager")
+
+    class CacheModule:  # ansible.plugins.cache.memory
+        def __init__(self):
+            self._cache = {}
+
+        def get(self, key):
+            return self._cache[key]
+
+        def set(self, key, value):
+            self._cache[key] = value
+
+    class VariableManager:
+        def __init__(self):
+            self._fact_cache = CacheModule()
+            self._nonpersistent_fact_cache = collections.defaultdict(dict)
+            self._vars_cache = collections.defaultdict(dict)
+
+        def set_host_facts(self, host, facts):  # as 2.19: updates the host's dict in place
+            try:
+                host_cache = self._fact_cache.get(host)
+            except KeyError:
+                host_cache = facts
+            else:
+                host_cache |= facts
+            self._fact_cache.set(host, host_cache)
+
+        def set_nonpersistent_facts(self, host, facts):
+            self._nonpersistent_fact_cache[host] |= facts
+
+    module.VariableManager = VariableManager
+    return module
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("patched", [True, False], ids=["with-patch", "without-patch"])
+def test_variable_manager_is_fork_like_for_workers(monkeypatch, patched):
+    """A worker sees the VariableManager as it was at its start (as after fork): not the
+    controller's later writes (facts updated in place), and its own writes stay its own.
+    With the patch, workers started while the stores are unchanged get one copy of each
+    host's dict (no copy per start), and a write by the controller starts a new one."""
+    import multiprocessing
+    import threading
+
+    from ios_mp import _snapshot
+
+    module = _fake_variable_manager_module()
+    monkeypatch.setitem(sys.modules, "ansible.vars.manager", module)
+    monkeypatch.setattr(_snapshot, "_copy_hooks", {})
+    monkeypatch.setattr(_snapshot, "_kinds", {})
+    if patched:
+        compat.install()
+    vm = module.VariableManager()
+    vm.set_host_facts("h1", {"os": "Debian", "nested": {"n": 1}})
+    vm.set_host_facts("h2", {"os": "Alpine"})
+    vm.set_nonpersistent_facts("h1", {"run_id": "a"})
+    out = multiprocessing.Queue(copy=False)
+    go = threading.Event()
+
+    def worker(vm, wait):
+        mine = vm._fact_cache._cache["h1"]
+        if wait:
+            go.wait(10)  # the controller writes meanwhile
+        seen = (mine["os"], mine["nested"]["n"], vm._nonpersistent_fact_cache["h1"]["run_id"])
+        vm._nonpersistent_fact_cache["h9"]["from_worker"] = True
+        out.put((seen, mine, vm))
+
+    def run(wait=False):
+        p = multiprocessing.Process(target=worker, args=(vm, wait))
+        p.start()
+        return p
+
+    p1 = run(wait=True)
+    p2 = run()  # same generation as p1
+    seen2, h1_2, vm2 = out.get(timeout=10)
+    p2.join(10)
+    vm.set_host_facts("h1", {"os": "Ubuntu", "nested": {"n": 2}})  # in place, as 2.19
+    vm.set_nonpersistent_facts("h1", {"run_id": "b"})
+    go.set()
+    seen1, h1_1, vm1 = out.get(timeout=10)
+    p1.join(10)
+    p3 = run()  # after the controller's writes
+    seen3, h1_3, vm3 = out.get(timeout=10)
+    p3.join(10)
+    assert [p.exitcode for p in (p1, p2, p3)] == [0, 0, 0]
+    assert seen1 == seen2 == ("Debian", 1, "a")  # not the controller's later writes
+    assert seen3 == ("Ubuntu", 2, "b")  # a start after them sees them
+    assert "h9" not in vm._nonpersistent_fact_cache  # the workers' writes stay theirs
+    assert len({id(v) for v in (vm, vm1, vm2, vm3)}) == 4  # the manager: one per worker
+    assert len({id(v._nonpersistent_fact_cache) for v in (vm1, vm2, vm3)}) == 3
+    assert h1_1 is not vm._fact_cache._cache["h1"]
+    assert (h1_1 is h1_2) is patched  # one copy per generation with the patch
+    assert h1_3 is not h1_1

@@ -42,7 +42,7 @@ from typing import Any
 
 from . import _core
 
-__all__ = ["share_type", "snapshot", "snapshot_process"]
+__all__ = ["copy_hook", "share_type", "snapshot", "snapshot_process"]
 
 _ATOMS = (
     type(None),
@@ -94,6 +94,19 @@ def share_type(cls: type) -> type:
     return cls
 
 
+# type -> hook(x, copier) that makes the copy of x (and puts it in copier.memo first).
+_copy_hooks: dict[type, Any] = {}
+
+
+def copy_hook(cls: type, hook: Any) -> None:
+    """Copy instances of exactly ``cls`` with ``hook(x, copier)`` instead of field by
+    field. The hook must store its copy in ``copier.memo[id(x)]`` before it copies
+    what ``x`` refers to (cycles), may pre-seed ``copier.memo`` with ``copier.seed``
+    (copies it made earlier, reused), and usually ends with ``copier.plain(x)``."""
+    _copy_hooks[cls] = hook
+    _kinds.clear()
+
+
 def _ios_mp_shared() -> tuple[type, ...]:
     return (
         _core.SemLock,
@@ -128,6 +141,8 @@ class _Copier:
         """For the native copier: 2 shared, 1 plain instance, 0 anything else."""
         if issubclass(cls, self.shared) or getattr(cls, "__ios_mp_share__", False):
             return 2
+        if cls in _copy_hooks:
+            return 0
         return 1 if _is_plain(cls) and cls not in _CONTAINERS else 0
 
     def _deep(self, x: Any) -> Any:
@@ -166,8 +181,26 @@ class _Copier:
             return x
         return self._object(x, cls, d)
 
+    def seed(self, original: Any, copy_: Any) -> None:
+        """Make ``copy_`` the copy of ``original`` in this snapshot (unless it has one)."""
+        d = id(original)
+        if d not in self.memo:
+            self.memo[d] = copy_
+            self.keep.append(original)
+
+    def plain(self, x: Any) -> Any:
+        """The field-by-field copy of an ordinary instance (no ``__init__``)."""
+        y = object.__new__(type(x))
+        self.memo[id(x)] = y
+        self.keep.append(x)
+        y.__dict__.update(self(x.__dict__))
+        return y
+
     def _object(self, x: Any, cls: type, d: int) -> Any:
         memo = self.memo
+        hook = _copy_hooks.get(cls)
+        if hook is not None:
+            return hook(x, self)
         plain = _plain.get(cls)
         if plain is None:
             plain = _plain[cls] = _is_plain(cls)

@@ -759,6 +759,7 @@ def _patch_task_queue_manager(tqm_module: Any) -> None:
                 lockfile = getattr(self, "_connection_lockfile", None)
                 if lockfile is not None and not lockfile.closed:
                     lockfile.close()
+                _bump_vm_generation()  # drop the VariableManager copies of this run
 
         return cleanup
 
@@ -785,7 +786,116 @@ def _share_play(play_module: Any) -> None:
         _snapshot.share_type(cls)
 
 
+# --- the VariableManager's per-host stores, copied once per generation --------------------
+
+# Bumped by every controller-side mutation of a VariableManager's stores (the wrapped
+# methods below). A copy made at generation g is reused while the generation is g.
+_vm_generation = 0
+# id(per-host dict) -> (that dict, its copy, generation, len at copy time)
+_vm_copies: dict[int, tuple[Any, Any, int, int]] = {}
+_vm_lock = threading.Lock()
+
+_VM_MUTATORS = (
+    "set_host_facts",
+    "set_nonpersistent_facts",
+    "set_host_variable",
+    "clear_facts",
+    "set_inventory",
+    "__setstate__",
+)
+_FACT_CACHE_MUTATORS = ("__setitem__", "__delitem__", "flush", "first_order_merge")
+
+
+def _bump_vm_generation() -> None:
+    global _vm_generation
+    with _vm_lock:
+        _vm_generation += 1
+        _vm_copies.clear()
+
+
+def _vm_stores(vm: Any) -> list[Any]:
+    """The host -> dict mappings of a VariableManager that hold every host's data: the
+    fact cache (2.16-2.18: a ``FactCache`` around a cache plugin; 2.19+: the plugin;
+    its ``_cache`` dict), the set_fact store and the include_vars store."""
+    stores = []
+    fact_cache = vars(vm).get("_fact_cache")
+    plugin = getattr(fact_cache, "_plugin", fact_cache)
+    for store in (
+        fact_cache if isinstance(fact_cache, dict) else getattr(plugin, "_cache", None),
+        vars(vm).get("_nonpersistent_fact_cache"),
+        vars(vm).get("_vars_cache"),
+    ):
+        if isinstance(store, dict):
+            stores.append(store)
+    return stores
+
+
+def _copy_variable_manager(vm: Any, copier: Any) -> Any:
+    """The snapshot copy hook of ``VariableManager`` (2.16+). At 20 hosts the manager
+    holds every host's facts, and each worker start copied them all (~19-40 ms of the
+    controller's time per start, ``benches/ansible_bench.py --phases``), though a worker
+    only reads them (``get_vars`` for ``delegate_to``, ``hostvars``). The per-host dicts
+    of its stores are copied once per *generation* and that copy is given to every
+    worker started until the controller changes a store (facts, set_fact results,
+    include_vars, clear_facts: each bumps the generation and drops the copies). The
+    copies are never touched by the controller, so a worker sees the stores as they
+    were when it started (as after fork); the mappings themselves and the manager
+    are still copied per worker, so a worker's own additions stay its own."""
+    with _vm_lock:
+        generation = _vm_generation
+        for store in _vm_stores(vm):
+            for value in list(store.values()):
+                if type(value) is not dict:
+                    continue
+                entry = _vm_copies.get(id(value))
+                if (
+                    entry is not None
+                    and entry[0] is value
+                    and entry[2] == generation
+                    and entry[3] == len(value)
+                ):
+                    copier.seed(value, entry[1])
+                elif id(value) not in copier.memo:
+                    _vm_copies[id(value)] = (value, copier(value), generation, len(value))
+    return copier.plain(vm)
+
+
+def _wrap_mutators(cls: Any, names: tuple[str, ...]) -> None:
+    def make(original: Any) -> Any:
+        def mutator(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                _bump_vm_generation()
+
+        return mutator
+
+    for name in names:
+        if name in vars(cls):
+            _wrap_method(cls, name, make)
+
+
+def _share_variable_manager_copies(vm_module: Any) -> None:
+    """``VariableManager`` (2.16+): see ``_copy_variable_manager``."""
+    from .. import _snapshot
+
+    cls = getattr(vm_module, "VariableManager", None)
+    if not isinstance(cls, type) or cls in _snapshot._copy_hooks:
+        return
+    _wrap_mutators(cls, _VM_MUTATORS)
+    _snapshot.copy_hook(cls, _copy_variable_manager)
+
+
+def _patch_fact_cache(fact_cache_module: Any) -> None:
+    """``FactCache`` (2.16-2.18) writes bump the VariableManager generation."""
+    cls = getattr(fact_cache_module, "FactCache", None)
+    if isinstance(cls, type):
+        _wrap_mutators(cls, _FACT_CACHE_MUTATORS)
+
+
 _AFTER_IMPORT = {
+    "ansible.vars.manager": lambda m: _share_variable_manager_copies(m),
+    "ansible.vars.fact_cache": lambda m: _patch_fact_cache(m),
     "ansible.playbook.play": lambda m: _share_play(m),
     "ansible.executor.task_queue_manager": lambda m: _patch_task_queue_manager(m),
     "ansible.plugins.loader": lambda m: _patch_plugin_loader(m),
