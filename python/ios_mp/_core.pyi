@@ -1,6 +1,6 @@
 """Type stubs for the native module ``ios_mp._core`` (see src/py/)."""
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -228,6 +228,7 @@ class _QueueBase:
 def set_default_copy(copy: bool) -> bool: ...
 def get_default_copy() -> bool: ...
 
+@final
 class _Sink:
     """A queue pickler's file (one pickle's parts)."""
 
