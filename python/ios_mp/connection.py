@@ -22,7 +22,7 @@ work as with fork: a parent closing its copy of the child's end after
 Blocking calls release the GIL and wake for Ctrl-C in the main thread (the
 ``EINTR`` of ``poll``/``select``/``read``). In a worker a read or write first
 waits for its descriptor (``_wait_fd``, in Rust), a wait that
-``terminate()``/``kill()`` of the worker end at once; ``wait()`` selects on
+``terminate()``/``kill()`` of the worker end within its 20 ms polls; ``wait()`` selects on
 every descriptor at once, in slices of ``_SLICE`` seconds in a worker (so that
 terminate ends it within a slice); queue ``_reader`` objects (not descriptors
 in ios_mp) are polled in 5 ms slices.
