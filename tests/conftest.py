@@ -4,6 +4,8 @@ iOS sandbox before these tests are imported."""
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import threading
 import time
 
@@ -20,6 +22,24 @@ def _no_leaked_workers():
     while core._live_count() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert core._live_count() == 0, "a test left an ios_mp process running"
+    from ios_mp import _signals
+
+    # Each worker's exit forgets its signal handlers: a leftover means a worker
+    # still runs that ios_mp counted as exited.
+    assert _signals._handlers == {}, f"signal handlers of exited workers: {_signals._handlers}"
+
+
+_EXIT_GRACE = float(os.environ.get("IOS_MP_EXIT_WATCHDOG", "120"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """If the interpreter has not exited ``IOS_MP_EXIT_WATCHDOG`` seconds (120;
+    0: off) after pytest finished, print every thread's stack and exit with
+    status 1: a hang at exit (a thread or atexit hook that never ends) then
+    fails fast and says where, instead of running into CI's wall-clock limit."""
+    if _EXIT_GRACE > 0:
+        faulthandler.dump_traceback_later(_EXIT_GRACE, exit=True, file=2)
 
 
 def wait_until(pred, timeout: float = 5.0) -> bool:

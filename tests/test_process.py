@@ -418,3 +418,135 @@ def test_a_worker_that_was_not_ended_uses_ipc_in_its_except_handlers():
     assert q.get(timeout=10) == "from except"
     p.join(10)
     assert p.exitcode == 0
+
+
+# --- an interrupted start() ------------------------------------------------------
+# Thread.start() creates the child's thread, then waits for it to run. An
+# interruption in that wait once left a child that ran (and set its signal
+# handlers) while its Process said it had exited with code 1.
+
+_CHILDREN: list = []  # module globals: shared with the workers, not snapshotted
+_EVENTS: list = []
+
+
+def _child_sets_a_handler():
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda s, f: None)
+    _EVENTS.append("child ran")
+    time.sleep(0.2)
+
+
+def _parent_starts_a_child():
+    c = multiprocessing.Process(target=_child_sets_a_handler)
+    _CHILDREN.append(c)
+    c.start()
+    _EVENTS.append("start returned")
+
+
+def _slow_start(monkeypatch, after_created, in_worker):
+    """Thread.start() of a child process's thread, called in a worker (or in the
+    main process): the real one, then `after_created`."""
+    real = threading.Thread.start
+
+    def start(self):
+        target = self._target  # (run() deletes it when done)
+        real(self)
+        caller_is_worker = ios_mp._core._worker_process() is not None
+        if target is ios_mp._core._bootstrap and caller_is_worker == in_worker:
+            after_created()
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
+def test_terminate_during_a_start_ends_the_parent_after_the_child_is_recorded(monkeypatch):
+    from ios_mp import _signals
+
+    _CHILDREN.clear()
+    _EVENTS.clear()
+    in_window = threading.Event()
+
+    def wait_in_start():
+        in_window.set()
+        time.sleep(0.3)  # the parent is terminated here: held back till start() returns
+
+    _slow_start(monkeypatch, wait_in_start, in_worker=True)
+    w = multiprocessing.Process(target=_parent_starts_a_child)
+    w.start()
+    assert in_window.wait(5)
+    w.terminate()
+    w.join(5)
+    assert w.exitcode == -15
+    assert "start returned" not in _EVENTS
+    (c,) = _CHILDREN
+    assert c.pid is not None
+    c.join(5)
+    assert c.exitcode == 0, "the child ran: it must not be reported as failed to start"
+    assert _EVENTS == ["child ran"]
+    assert _signals._handlers == {}  # the child's exit forgot its handler
+
+
+def test_ctrl_c_after_the_thread_was_created_leaves_a_running_child(monkeypatch):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    _slow_start(monkeypatch, interrupt, in_worker=False)
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=_put, args=(q, "ran"))
+    with pytest.raises(KeyboardInterrupt):
+        p.start()
+    assert q.get(timeout=5) == "ran"
+    p.join(5)
+    assert p.exitcode == 0
+    assert p not in multiprocessing.active_children()
+
+
+@pytest.mark.parametrize(
+    ("exc", "raised"), [(KeyboardInterrupt, KeyboardInterrupt), (OSError, RuntimeError)]
+)
+def test_a_start_that_fails_before_the_thread_exists_never_runs_the_child(monkeypatch, exc, raised):
+    def start(self):
+        raise exc("no thread")
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=_put, args=(q, "ran"))
+    with pytest.raises(raised):
+        p.start()
+    assert p.exitcode == 1 and not p.is_alive()
+    assert q.empty()
+
+
+def _starts_a_sleeping_thread():
+    threading.Thread(target=time.sleep, args=(30,), name="started-in-worker").start()
+    _EVENTS.append("start returned")
+
+
+def test_terminate_during_a_workers_thread_start_leaves_no_stray_thread(monkeypatch):
+    """The worker is terminated inside Thread.start(), just before the thread is
+    created: the thread is still started and owned by the worker (so it ends
+    with it), not left in threading's _limbo, listed forever and never run."""
+    _EVENTS.clear()
+    name = (
+        "_start_new_thread" if hasattr(threading, "_start_new_thread") else "_start_joinable_thread"
+    )
+    real = getattr(threading, name)
+    in_window = threading.Event()
+
+    def wait_then_create(*args, **kwargs):
+        if threading.current_thread().name.startswith("Process-"):
+            in_window.set()
+            time.sleep(0.3)  # the worker is terminated here
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(threading, name, wait_then_create)
+    w = multiprocessing.Process(target=_starts_a_sleeping_thread)
+    w.start()
+    assert in_window.wait(5)
+    w.terminate()
+    w.join(5)
+    assert w.exitcode == -15
+    assert "start returned" not in _EVENTS
+    assert wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name == "started-in-worker"]
+    ), threading.enumerate()

@@ -1,8 +1,10 @@
 """Type stubs for the native module ``ios_mp._core`` (see src/py/)."""
 
-from typing import Any, Callable, Optional, final
+from typing import Any, Callable, Optional, TypeVar, final
 
 from typing_extensions import Self, disjoint_base
+
+_T = TypeVar("_T")
 
 __all__ = [
     "RECURSIVE_MUTEX",
@@ -27,6 +29,7 @@ __all__ = [
     "_reset_log_cache",
     "_run_thread",
     "_set_caught",
+    "_shielded",
     "_signal_worker",
     "_sleep",
     "_snapshot_fast",
@@ -98,6 +101,7 @@ def _adopt(process: BaseProcess) -> None: ...
 def _unadopt() -> None: ...
 def _wait_fd(fd: int, write: bool, timeout: Optional[float] = None) -> bool: ...
 def _run_thread(process: BaseProcess, run: Callable[[], object], interruptible: bool) -> None: ...
+def _shielded(step: Callable[[], _T]) -> _T: ...
 def _worker_process() -> Optional[BaseProcess]: ...
 def _configure(
     main: BaseProcess,

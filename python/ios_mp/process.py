@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import weakref
+from typing import Any
 
 from . import _core
 from ._core import BaseProcess, active_children, current_process, parent_process
@@ -145,6 +146,13 @@ def _start(self: threading.Thread) -> None:
         # that thread is its own process (it ends with its own terminate()).
         _orig_start(self)
         return
+    # Shielded from the worker's end, which is raised once the start is done: a
+    # termination landing inside Thread.start() left the thread in threading's
+    # _limbo for good (listed by enumerate(), never run), or running unowned.
+    _core._shielded(lambda: _start_owned(self, owner))
+
+
+def _start_owned(self: threading.Thread, owner: Any) -> None:
     # Whether the worker's exit waits for this thread: not for daemon threads,
     # as stdlib, and not for idle concurrent.futures pool threads either.
     pool = _is_pool_worker(self)

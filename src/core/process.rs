@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{PipeReader, PipeWriter};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -22,6 +22,11 @@ pub const VPID_BASE: u32 = 1 << 30;
 /// Cancellation reason used when the process asked to exit (`os._exit(n)`),
 /// as opposed to being sent a signal (reasons 1..=64 are signal numbers).
 pub const EXIT_REQUESTED: i32 = -1;
+
+/// [`ProcessHandle::launch`] states.
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const ABANDONED: u8 = 2;
 
 #[derive(Default)]
 struct ExitState {
@@ -55,6 +60,13 @@ pub struct ProcessHandle {
     /// thread. The Python layer adds, removes and reads them with the GIL held,
     /// so "in the list" and "may be sent an asynchronous exception" agree.
     threads: Mutex<Vec<u64>>,
+    /// STARTING until the worker's thread begins to run it (RUNNING) or a
+    /// failed `start()` gives it up (ABANDONED); whichever comes first wins, so
+    /// a start that failed after the thread was created either never runs the
+    /// worker or knows that it runs.
+    launch: AtomicU8,
+    /// `threading.get_ident()` of the worker's own thread once RUNNING, else 0.
+    main_ident: AtomicU64,
     exit: Arc<Monitor<ExitState>>,
 }
 
@@ -89,6 +101,35 @@ impl ProcessHandle {
     /// Set the "handlers queued" flag; returns its previous value.
     pub fn arm(&self, armed: bool) -> bool {
         self.armed.swap(armed, Ordering::SeqCst)
+    }
+
+    /// The worker's thread `ident` is about to run it; false if `start()` has
+    /// given the process up (the thread must then return at once).
+    pub fn begin_run(&self, ident: u64) -> bool {
+        let won = self
+            .launch
+            .compare_exchange(STARTING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if won {
+            self.main_ident.store(ident, Ordering::SeqCst);
+        }
+        won
+    }
+
+    /// `start()` failed: give the process up unless its thread already runs
+    /// it. True if given up (it will never run).
+    pub fn abandon(&self) -> bool {
+        self.launch
+            .compare_exchange(STARTING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// The ident of the worker's own thread, once it runs.
+    pub fn main_ident(&self) -> Option<u64> {
+        match self.main_ident.load(Ordering::SeqCst) {
+            0 => None,
+            ident => Some(ident),
+        }
     }
 
     pub fn mark_exiting(&self) {
@@ -216,6 +257,8 @@ impl ProcessTable {
             caught: AtomicU64::new(0),
             armed: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            launch: AtomicU8::new(STARTING),
+            main_ident: AtomicU64::new(0),
             exit: Monitor::new(ExitState::default()),
         });
         self.live.lock().insert(vpid, Arc::downgrade(&h));
@@ -341,6 +384,26 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(f.read(&mut buf).unwrap(), 0);
         h.close_sentinel();
+    }
+
+    #[test]
+    fn launch_is_won_by_the_thread_or_by_the_failed_start_never_both() {
+        let t = ProcessTable::default();
+        let ran = t.spawn();
+        assert_eq!(ran.main_ident(), None);
+        assert!(ran.begin_run(77));
+        assert!(
+            !ran.abandon(),
+            "its thread runs it: start() cannot give it up"
+        );
+        assert_eq!(ran.main_ident(), Some(77));
+        let given_up = t.spawn();
+        assert!(given_up.abandon());
+        assert!(
+            !given_up.begin_run(78),
+            "given up: its thread must not run it"
+        );
+        assert_eq!(given_up.main_ident(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PySystemExit, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyException, PyRuntimeError, PySystemExit, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
@@ -134,6 +134,30 @@ impl BaseProcess {
         Ok(g.handle.as_ref().map(|h| i64::from(h.vpid())))
     }
 
+    /// The child's thread runs: remember it (for `join()`, signals) and list
+    /// the child among `parent`'s children.
+    fn record_started(
+        &self,
+        py: Python<'_>,
+        parent: &Py<BaseProcess>,
+        slf: &Bound<'_, BaseProcess>,
+        thread: Option<Bound<'_, PyAny>>,
+        ident: Option<u64>,
+    ) {
+        {
+            let mut g = self.inner.lock();
+            g.thread = thread.map(Bound::unbind);
+            g.ident = ident;
+        }
+        let _ = py;
+        parent
+            .get()
+            .inner
+            .lock()
+            .children
+            .push(slf.clone().unbind());
+    }
+
     /// Drop finished children from the list (stdlib `_cleanup`).
     fn prune_children(&self, py: Python<'_>) {
         let mut g = self.inner.lock();
@@ -152,6 +176,7 @@ impl BaseProcess {
         let Some(handle) = handle else {
             return Ok(());
         };
+        let ident = ident.or_else(|| handle.main_ident());
         let exiting = handle.is_exiting();
         if handle.exitcode().is_some() || !handle.token().cancel(sig) {
             return Ok(());
@@ -160,6 +185,63 @@ impl BaseProcess {
         interrupt_running_threads(py, &handle, None);
         Ok(())
     }
+}
+
+/// `start()` of `slf` failed with `e`. If the child's thread has not begun to
+/// run the child, it never will (see `ProcessHandle::launch`): the process
+/// ends with exit code 1, as one that could not start. Otherwise `start()` was
+/// interrupted after it created the thread (Ctrl-C in the main thread, in its
+/// wait for the thread); the child runs on, as a forked child does when its
+/// parent is interrupted after `fork()`: it is recorded as started and `e`
+/// propagates.
+fn start_failed(
+    py: Python<'_>,
+    slf: &Bound<'_, BaseProcess>,
+    handle: &ProcessHandle,
+    name: &str,
+    thread: Option<Bound<'_, PyAny>>,
+    e: PyErr,
+) -> PyResult<()> {
+    if !handle.abandon() {
+        let parent = current(py)?;
+        slf.get()
+            .record_started(py, &parent, slf, thread, handle.main_ident());
+        return Err(e);
+    }
+    run_exit_hook(py, slf);
+    handle.set_exited(1);
+    table().reap(handle.vpid());
+    if !e.is_instance_of::<PyException>(py) {
+        return Err(e); // KeyboardInterrupt, SystemExit: the caller is being interrupted
+    }
+    // Never an OSError: callers such as Ansible treat OSError from start() as
+    // "skip this task" and would silently drop work.
+    Err(PyRuntimeError::new_err(format!(
+        "ios_mp could not start a worker thread for {name}: {e}"
+    )))
+}
+
+/// What a shielded step held back (see `runtime::shielded`): the calling
+/// worker's termination is raised, its pending signals' handlers run.
+fn after_shield(py: Python<'_>) -> PyResult<()> {
+    runtime::check_running(py)?;
+    if runtime::signal_token().is_some_and(|t| t.has_signals()) {
+        static RUN_PENDING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        RUN_PENDING
+            .import(py, "ios_mp._signals", "_run_pending")?
+            .call0()?;
+    }
+    Ok(())
+}
+
+/// `step()`, shielded from the end of the calling worker (no asynchronous
+/// exception, waits that do not wake for its termination); then what the
+/// shield held back is raised or run. For `Thread.start()` in a worker.
+#[pyfunction]
+fn _shielded(py: Python<'_>, step: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let result = runtime::shielded(|| step.call0());
+    after_shield(py)?;
+    result.map(Bound::unbind)
 }
 
 /// What `snapshot_process` returns: copies of `__dict__`, target, args, kwargs.
@@ -230,9 +312,14 @@ fn worker_view<'py>(
 
 /// Raise `ProcessTerminated` asynchronously in the worker's own thread, unless
 /// it has finished `run()`. With the GIL held, `exiting` cannot change under us:
-/// `_bootstrap` sets it with the GIL held, right after `run()` returns.
+/// `_bootstrap` sets it with the GIL held, right after `run()` returns. A thread
+/// in a shielded step (starting a child) is left alone: it checks for the
+/// termination when the step ends.
 fn interrupt_thread(py: Python<'_>, ident: Option<u64>, exiting: bool) {
     if let (Some(ident), false) = (ident, exiting) {
+        if runtime::is_shielded(ident) {
+            return;
+        }
         let exc = py.get_type::<ProcessTerminated>();
         // SAFETY: GIL held; the exception type is kept alive by the module.
         unsafe {
@@ -425,38 +512,24 @@ impl BaseProcess {
         kw.set_item("args", (worker,))?;
         kw.set_item("name", &name)?;
         kw.set_item("daemon", daemon)?;
-        let started = THREAD
+        // Shielded: a termination of the starting worker must not land between
+        // "thread created" and "start() returned" (see runtime::shielded); it
+        // is raised below, once the child is recorded.
+        let thread = match THREAD
             .import(py, "threading", "Thread")?
             .call((), Some(&kw))
-            .and_then(|t| t.call_method0("start").map(|_| t));
-        let thread = match started {
+        {
             Ok(t) => t,
-            Err(e) => {
-                // Never an OSError: callers such as Ansible treat OSError from
-                // start() as "skip this task" and would silently drop work.
-                run_exit_hook(py, slf);
-                handle.set_exited(1);
-                table().reap(handle.vpid());
-                return Err(PyRuntimeError::new_err(format!(
-                    "ios_mp could not start a worker thread for {name}: {e}"
-                )));
-            }
+            Err(e) => return start_failed(py, slf, &handle, &name, None, e),
         };
+        if let Err(e) = runtime::shielded(|| thread.call_method0("start")) {
+            return start_failed(py, slf, &handle, &name, Some(thread), e);
+        }
         let ident: Option<u64> = thread.getattr("ident")?.extract()?;
         // Logged with the GIL held (pyo3-log needs it; see its docs).
         log::debug!(target: "ios_mp", "started {name} (vpid {}, thread {ident:?})", handle.vpid());
-        {
-            let mut g = this.inner.lock();
-            g.thread = Some(thread.unbind());
-            g.ident = ident;
-        }
-        parent
-            .get()
-            .inner
-            .lock()
-            .children
-            .push(slf.clone().unbind());
-        Ok(())
+        this.record_started(py, &parent, slf, Some(thread), ident);
+        after_shield(py)
     }
 
     #[pyo3(signature = (timeout = None))]
@@ -825,6 +898,9 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
             "_bootstrap called for an unstarted process",
         ));
     };
+    if !handle.begin_run(runtime::thread_ident()) {
+        return Ok(()); // start() failed and gave the process up: never run it
+    }
     runtime::bind(Binding {
         key: u64::from(handle.vpid()),
         token: Some(handle.main_token().clone()),
@@ -953,6 +1029,9 @@ fn _signal_worker(py: Python<'_>, process: Bound<'_, BaseProcess>, sig: u32) -> 
     };
     if ident == runtime::thread_ident() {
         return Ok(true); // sent to itself: the caller runs the handlers now
+    }
+    if runtime::is_shielded(ident) {
+        return Ok(true); // starting a child: it runs the handlers when done
     }
     if !handle.arm(true) {
         static TRAMPOLINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -1165,6 +1244,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_request_exit, m)?)?;
     m.add_function(wrap_pyfunction!(_unadopt, m)?)?;
     m.add_function(wrap_pyfunction!(_run_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(_shielded, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_started, m)?)?;
     m.add_function(wrap_pyfunction!(_thread_finished, m)?)?;
     m.add_function(wrap_pyfunction!(_worker_process, m)?)?;

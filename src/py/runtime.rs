@@ -85,6 +85,52 @@ pub fn process_key() -> u64 {
     BINDING.with(|c| c.borrow().key)
 }
 
+/// Threads in a [`shielded`] step, by ident. Read and changed with the GIL held.
+static SHIELDED: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
+
+/// Run `step` shielded from the end of the calling thread's process: until it
+/// returns, no asynchronous exception is sent to this thread
+/// ([`is_shielded`]), and its waits neither wake for the process's
+/// termination nor run its signal handlers. For a step that must not be cut in
+/// half, such as starting a child process: `Thread.start()` creates the
+/// child's thread and then waits for it, and an interruption there left a
+/// child that runs while its parent's object says it never started. The caller
+/// checks for termination ([`check_running`]) and pending signals afterwards.
+/// Called with the GIL held.
+pub fn shielded<R>(step: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Binding>, u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let mut shielded = SHIELDED.lock();
+            if let Some(i) = shielded.iter().position(|&t| t == self.1) {
+                shielded.swap_remove(i);
+            }
+            drop(shielded);
+            if let Some(b) = self.0.take() {
+                BINDING.with(|c| *c.borrow_mut() = b);
+            }
+        }
+    }
+    let me = thread_ident();
+    let saved = BINDING.with(|c| {
+        let mut b = c.borrow_mut();
+        let quiet = Binding {
+            key: b.key,
+            token: None,
+            signals: false,
+        };
+        std::mem::replace(&mut *b, quiet)
+    });
+    SHIELDED.lock().push(me);
+    let _restore = Restore(Some(saved), me);
+    step()
+}
+
+/// Thread `ident` is in a [`shielded`] step: send it no asynchronous exception.
+pub fn is_shielded(ident: u64) -> bool {
+    SHIELDED.lock().contains(&ident)
+}
+
 pub fn current_token() -> Option<Arc<CancelToken>> {
     BINDING.with(|c| c.borrow().token.clone())
 }
