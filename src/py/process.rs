@@ -138,7 +138,6 @@ impl BaseProcess {
     /// the child among `parent`'s children.
     fn record_started(
         &self,
-        py: Python<'_>,
         parent: &Py<BaseProcess>,
         slf: &Bound<'_, BaseProcess>,
         thread: Option<Bound<'_, PyAny>>,
@@ -149,7 +148,6 @@ impl BaseProcess {
             g.thread = thread.map(Bound::unbind);
             g.ident = ident;
         }
-        let _ = py;
         parent
             .get()
             .inner
@@ -205,7 +203,7 @@ fn start_failed(
     if !handle.abandon() {
         let parent = current(py)?;
         slf.get()
-            .record_started(py, &parent, slf, thread, handle.main_ident());
+            .record_started(&parent, slf, thread, handle.main_ident());
         return Err(e);
     }
     run_exit_hook(py, slf);
@@ -528,7 +526,7 @@ impl BaseProcess {
         let ident: Option<u64> = thread.getattr("ident")?.extract()?;
         // Logged with the GIL held (pyo3-log needs it; see its docs).
         log::debug!(target: "ios_mp", "started {name} (vpid {}, thread {ident:?})", handle.vpid());
-        this.record_started(py, &parent, slf, Some(thread), ident);
+        this.record_started(&parent, slf, Some(thread), ident);
         after_shield(py)
     }
 
