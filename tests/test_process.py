@@ -459,6 +459,19 @@ def _slow_start(monkeypatch, after_created, in_worker):
     monkeypatch.setattr(threading.Thread, "start", start)
 
 
+def _terminate_in_start(target, in_window):
+    """Run `target` in a worker, terminate it once `in_window` is set (inside a
+    start() it makes), and check that it ended by SIGTERM after that start()
+    returned, never running the code after it."""
+    w = multiprocessing.Process(target=target)
+    w.start()
+    assert in_window.wait(5)
+    w.terminate()
+    w.join(5)
+    assert w.exitcode == -15
+    assert "start returned" not in _EVENTS
+
+
 def test_terminate_during_a_start_ends_the_parent_after_the_child_is_recorded(monkeypatch):
     from ios_mp import _signals
 
@@ -471,13 +484,7 @@ def test_terminate_during_a_start_ends_the_parent_after_the_child_is_recorded(mo
         time.sleep(0.3)  # the parent is terminated here: held back till start() returns
 
     _slow_start(monkeypatch, wait_in_start, in_worker=True)
-    w = multiprocessing.Process(target=_parent_starts_a_child)
-    w.start()
-    assert in_window.wait(5)
-    w.terminate()
-    w.join(5)
-    assert w.exitcode == -15
-    assert "start returned" not in _EVENTS
+    _terminate_in_start(_parent_starts_a_child, in_window)
     (c,) = _CHILDREN
     assert c.pid is not None
     c.join(5)
@@ -540,13 +547,7 @@ def test_terminate_during_a_workers_thread_start_leaves_no_stray_thread(monkeypa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(threading, name, wait_then_create)
-    w = multiprocessing.Process(target=_starts_a_sleeping_thread)
-    w.start()
-    assert in_window.wait(5)
-    w.terminate()
-    w.join(5)
-    assert w.exitcode == -15
-    assert "start returned" not in _EVENTS
+    _terminate_in_start(_starts_a_sleeping_thread, in_window)
     assert wait_until(
         lambda: not [t for t in threading.enumerate() if t.name == "started-in-worker"]
     ), threading.enumerate()
