@@ -123,3 +123,43 @@ def test_finished_and_terminated_workers_leave_the_interpreter_unharmed(tmp_path
     )
     assert r.returncode == 0, r.stderr
     assert "worker ran" in r.stdout and "profiled True" in r.stdout
+
+
+def test_threads_in_c_calls_at_exit_do_not_abort_the_app(tmp_path):
+    """A regression test (a SIGABRT, nothing printed, after an Ansible run over
+    paramiko): a daemon thread a worker started, blocked in a C call that
+    releases the GIL (paramiko's transport thread reads its socket with a short
+    timeout), wakes while the interpreter finalizes. CPython 3.13 and older
+    then end it with pthread_exit(), whose unwind aborted the app when it
+    reached the Rust frame that runs the thread's body. It must hang there
+    instead (as CPython 3.14 does), and the app exit with 0. The program runs
+    several times: the abort came in most runs, not all."""
+    body = """
+        import multiprocessing, socket, threading, time
+
+        def spin(sock, up):
+            up.set()
+            while True:
+                try:
+                    sock.recv(1)  # the GIL is released and re-taken every 0.5 ms
+                except (socket.timeout, OSError):
+                    pass
+
+        def worker(sock, up):
+            threading.Thread(target=spin, args=(sock, up), name="spinner", daemon=True).start()
+            time.sleep(30)  # a daemon worker: terminated at exit
+
+        if __name__ == "__main__":
+            a, b = socket.socketpair()
+            a.settimeout(0.0005)
+            up = multiprocessing.Event()
+            p = multiprocessing.Process(target=worker, args=(a, up), daemon=True)
+            p.start()
+            assert up.wait(10)
+            alive = any(t.name == "spinner" for t in threading.enumerate())
+            print("spinning at exit:", alive, flush=True)
+    """
+    for _ in range(6):
+        r = run(tmp_path, body, timeout=60)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        assert "spinning at exit: True" in r.stdout, r.stdout

@@ -225,9 +225,7 @@ fn after_shield(py: Python<'_>) -> PyResult<()> {
     runtime::check_running(py)?;
     if runtime::signal_token().is_some_and(|t| t.has_signals()) {
         static RUN_PENDING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        RUN_PENDING
-            .import(py, "ios_mp._signals", "_run_pending")?
-            .call0()?;
+        runtime::call0(RUN_PENDING.import(py, "ios_mp._signals", "_run_pending")?)?;
     }
     Ok(())
 }
@@ -237,7 +235,7 @@ fn after_shield(py: Python<'_>) -> PyResult<()> {
 /// shield held back is raised or run. For `Thread.start()` in a worker.
 #[pyfunction]
 fn _shielded(py: Python<'_>, step: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let result = runtime::shielded(|| step.call0());
+    let result = runtime::shielded(|| runtime::call0(&step));
     after_shield(py)?;
     result.map(Bound::unbind)
 }
@@ -431,7 +429,7 @@ impl BaseProcess {
         };
         if let Some(t) = target {
             let args = args.map_or_else(|| PyTuple::empty(py), |a| a.into_bound(py));
-            t.bind(py).call(args, kwargs.as_ref().map(|k| k.bind(py)))?;
+            runtime::call(t.bind(py), &args, kwargs.as_ref().map(|k| k.bind(py)))?;
         }
         Ok(())
     }
@@ -520,7 +518,7 @@ impl BaseProcess {
             Ok(t) => t,
             Err(e) => return start_failed(py, slf, &handle, &name, None, e),
         };
-        if let Err(e) = runtime::shielded(|| thread.call_method0("start")) {
+        if let Err(e) = runtime::shielded(|| runtime::call0(&thread.getattr("start")?)) {
             return start_failed(py, slf, &handle, &name, Some(thread), e);
         }
         let ident: Option<u64> = thread.getattr("ident")?.extract()?;
@@ -912,7 +910,10 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     let result = if handle.token().is_cancelled() {
         Err(ProcessTerminated::new_err(("terminated before it ran",)))
     } else {
-        process.call_method0("run").map(drop)
+        process
+            .getattr("run")
+            .and_then(|run| runtime::call0(&run))
+            .map(drop)
     };
     // From here on no asynchronous exception may hit this thread: mark it
     // exiting (terminate() checks this with the GIL held) and drop any that is
@@ -988,7 +989,7 @@ fn _request_exit(py: Python<'_>, code: i32) -> bool {
 /// raises when its handlers returned normally (see `ios_mp._signals`).
 fn absorb_signal_trampoline(py: Python<'_>) -> PyResult<()> {
     static ABSORB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    ABSORB.import(py, "ios_mp._signals", "_absorb")?.call0()?;
+    runtime::call0(ABSORB.import(py, "ios_mp._signals", "_absorb")?)?;
     Ok(())
 }
 
@@ -1125,14 +1126,14 @@ fn _run_thread(
 ) -> PyResult<()> {
     let handle = process.get().handle().filter(|_| interruptible);
     let Some(handle) = handle else {
-        return swallow_termination(py, run.call0().map(drop));
+        return swallow_termination(py, runtime::call0(&run).map(drop));
     };
     if handle.token().is_cancelled() {
         return Ok(()); // the process is ending: its new thread never runs
     }
     let me = runtime::thread_ident();
     handle.enter_thread(me);
-    let result = run.call0().map(drop);
+    let result = runtime::call0(&run).map(drop);
     handle.leave_thread(me);
     if handle.token().is_cancelled() {
         runtime::absorb_pending_termination(py);

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PySystemExit, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::core::{CancelToken, Owner, WaitError};
 
@@ -38,6 +39,74 @@ pub const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 unsafe extern "C" {
     // Part of the stable ABI since 3.2 (not wrapped by pyo3-ffi).
     fn PyThread_get_thread_ident() -> c_ulong;
+}
+
+/// `callable(*args, **kwargs)`, for Python code run from Rust that may still be
+/// running when the interpreter exits: the body of a worker or of a thread it
+/// started, a signal handler, `Thread.start()` in a worker.
+///
+/// A daemon thread blocked in C (a socket read, `select`) when the app exits
+/// wakes up during finalization; on CPython 3.13 and older, CPython then ends
+/// it with `pthread_exit()`, whose forced unwind aborts the app when it reaches
+/// a Rust frame that cannot unwind (each pyo3 entry point; a paramiko transport
+/// thread of an Ansible worker did this, SIGABRT with nothing printed). Here the
+/// unwind stops in this frame and the thread sleeps for good, as CPython 3.14
+/// does to such threads itself (and as pyo3 does when its own GIL re-acquire
+/// meets finalization). Nothing of the thread runs again, and its Rust frames
+/// are never unwound, so locks they hold stay held: callers hold none across
+/// the call.
+pub fn call<'py>(
+    callable: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    struct HangThread;
+    impl Drop for HangThread {
+        // Run only by the forced unwind of pthread_exit(): there is no Rust
+        // panic in the call (a panic in a pyo3 function becomes an exception).
+        fn drop(&mut self) {
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+    type Call = unsafe extern "C-unwind" fn(
+        *mut pyo3::ffi::PyObject,
+        *mut pyo3::ffi::PyObject,
+        *mut pyo3::ffi::PyObject,
+    ) -> *mut pyo3::ffi::PyObject;
+    // PyObject_Call, called as a "C-unwind" function: only a call that may
+    // unwind keeps its landing pad (the guard's drop). Called through a
+    // pointer the optimizer cannot see through (black_box), since pyo3-ffi
+    // declares the symbol "C", that is cannot-unwind, and under LTO the one
+    // declaration would make this call site cannot-unwind too (seen: the
+    // release build aborted, the debug build hung as meant).
+    // SAFETY: the same function with the same signature; only the unwind
+    // annotation differs.
+    let call_unwinding: Call = std::hint::black_box(unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut pyo3::ffi::PyObject,
+                *mut pyo3::ffi::PyObject,
+                *mut pyo3::ffi::PyObject,
+            ) -> *mut pyo3::ffi::PyObject,
+            Call,
+        >(pyo3::ffi::PyObject_Call)
+    });
+    let kwargs = kwargs.map_or(std::ptr::null_mut(), |k| k.as_ptr());
+    // The guard is the only local with a destructor: dropped first, it hangs.
+    let guard = HangThread;
+    // SAFETY: the GIL is held (the Bound arguments prove it); the pointers are
+    // valid for the call (borrowed from the Bounds); kwargs may be NULL.
+    let ret = unsafe { call_unwinding(callable.as_ptr(), args.as_ptr(), kwargs) };
+    std::mem::forget(guard);
+    // SAFETY: a new reference, or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(callable.py(), ret) }
+}
+
+/// `callable()`, as [`call`].
+pub fn call0<'py>(callable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    call(callable, &PyTuple::empty(callable.py()), None)
 }
 
 /// `threading.get_ident()` of the calling thread.
@@ -153,7 +222,7 @@ pub fn signal_token() -> Option<Arc<CancelToken>> {
 /// bytecodes. An exception a handler raises is returned.
 pub fn run_signal_handlers(py: Python<'_>) -> PyResult<()> {
     static RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    RUN.import(py, "ios_mp._signals", "_run_pending")?.call0()?;
+    call0(RUN.import(py, "ios_mp._signals", "_run_pending")?)?;
     Ok(())
 }
 
