@@ -125,40 +125,77 @@ def test_finished_and_terminated_workers_leave_the_interpreter_unharmed(tmp_path
     assert "worker ran" in r.stdout and "profiled True" in r.stdout
 
 
-def test_threads_in_c_calls_at_exit_do_not_abort_the_app(tmp_path):
-    """A regression test (a SIGABRT, nothing printed, after an Ansible run over
-    paramiko): a daemon thread a worker started, blocked in a C call that
-    releases the GIL (paramiko's transport thread reads its socket with a short
-    timeout), wakes while the interpreter finalizes. CPython 3.13 and older
-    then end it with pthread_exit(), whose unwind aborted the app when it
-    reached the Rust frame that runs the thread's body. It must hang there
-    instead (as CPython 3.14 does), and the app exit with 0. The program runs
-    several times: the abort came in most runs, not all."""
-    body = """
-        import multiprocessing, socket, threading, time
+# A daemon thread that never returns from a C call releasing the GIL: the socket
+# read times out every 0.5 ms, so it re-takes the GIL all the time, also while the
+# interpreter finalizes.
+_SPIN = """
+    import multiprocessing, socket, threading, time
 
-        def spin(sock, up):
-            up.set()
-            while True:
-                try:
-                    sock.recv(1)  # the GIL is released and re-taken every 0.5 ms
-                except (socket.timeout, OSError):
-                    pass
+    def spin(sock, up):
+        up.set()
+        while True:
+            try:
+                sock.recv(1)
+            except (socket.timeout, OSError):
+                pass
 
+    a, b = socket.socketpair()
+    a.settimeout(0.0005)
+    up = multiprocessing.Event()
+"""
+
+# Where the spinning thread is when the app exits: each time below a Rust frame.
+_SPINNERS = {
+    # The body of a thread a worker started (paramiko's transport thread).
+    "worker-thread": """
         def worker(sock, up):
             threading.Thread(target=spin, args=(sock, up), name="spinner", daemon=True).start()
             time.sleep(30)  # a daemon worker: terminated at exit
 
-        if __name__ == "__main__":
-            a, b = socket.socketpair()
-            a.settimeout(0.0005)
-            up = multiprocessing.Event()
-            p = multiprocessing.Process(target=worker, args=(a, up), daemon=True)
-            p.start()
+        p = multiprocessing.Process(target=worker, args=(a, up), daemon=True)
+        p.start()
+    """,
+    # The predicate of Condition.wait_for, in a daemon thread of the app.
+    "wait_for-predicate": """
+        cond = multiprocessing.Condition()
+
+        def waiter():
+            with cond:
+                cond.wait_for(lambda: spin(a, up))
+
+        threading.Thread(target=waiter, name="spinner", daemon=True).start()
+    """,
+    # An object's __reduce__, called by Queue.put's pickling.
+    "queue-pickling": """
+        class Slow:
+            def __reduce__(self):
+                spin(a, up)
+
+        q = multiprocessing.Queue()
+        threading.Thread(target=q.put, args=(Slow(),), name="spinner", daemon=True).start()
+    """,
+}
+
+
+@pytest.mark.parametrize("where", list(_SPINNERS))
+def test_threads_in_c_calls_at_exit_do_not_abort_the_app(tmp_path, where):
+    """A regression test (a SIGABRT, nothing printed, after an Ansible run over
+    paramiko): a daemon thread blocked in a C call that releases the GIL wakes
+    while the interpreter finalizes. CPython 3.13 and older then end it with
+    pthread_exit(), whose unwind aborted the app when it reached a Rust frame
+    (here: the one that runs a worker thread's body, a wait_for predicate, a
+    pickling). It must hang there instead (as CPython 3.14 does), and the app
+    exit with 0. The program runs several times: the abort came in most runs,
+    not all."""
+    body = (
+        textwrap.dedent(_SPIN)
+        + textwrap.dedent(_SPINNERS[where])
+        + textwrap.dedent("""
             assert up.wait(10)
             alive = any(t.name == "spinner" for t in threading.enumerate())
             print("spinning at exit:", alive, flush=True)
-    """
+        """)
+    )
     for _ in range(6):
         r = run(tmp_path, body, timeout=60)
         assert r.returncode == 0, (r.returncode, r.stderr)

@@ -24,6 +24,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+use super::runtime;
+
 /// Bumped by `reduction.register` (through `_reducers_changed`).
 static VERSION: AtomicU64 = AtomicU64::new(0);
 
@@ -97,7 +99,7 @@ impl Cached {
     }
 
     fn dump<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let done = self.dump.bind(py).call1((obj,));
+        let done = runtime::call1(self.dump.bind(py), obj);
         let cleared = self.clear_memo.bind(py).call0();
         let parts = std::mem::take(&mut self.sink.borrow_mut(py).parts);
         done?;

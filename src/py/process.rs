@@ -41,7 +41,7 @@ struct Hooks {
 /// Call the `on_exit` hook; an error is reported as unraisable, never raised.
 fn run_exit_hook(py: Python<'_>, process: &Bound<'_, BaseProcess>) {
     if let Ok(h) = hooks(py) {
-        if let Err(e) = h.on_exit.bind(py).call1((process,)) {
+        if let Err(e) = runtime::call1(h.on_exit.bind(py), process.as_any()) {
             e.write_unraisable(py, Some(process.as_any()));
         }
     }
@@ -267,9 +267,11 @@ fn worker_view<'py>(
             g.kwargs.as_ref().map(|k| k.clone_ref(py)),
         )
     };
-    let copies = SNAPSHOT
-        .import(py, "ios_mp._snapshot", "snapshot_process")?
-        .call1((slf, target, args, kwargs))?;
+    let copies = runtime::call(
+        SNAPSHOT.import(py, "ios_mp._snapshot", "snapshot_process")?,
+        &(slf, target, args, kwargs).into_pyobject(py)?,
+        None,
+    )?;
     if copies.is_none() {
         return Ok(slf.clone());
     }
@@ -478,11 +480,9 @@ impl BaseProcess {
                 g.kwargs.as_ref().map(|k| k.clone_ref(py)),
             )
         };
-        if let Err(e) = hooks(py)?
-            .on_start
-            .bind(py)
-            .call1((slf, target, args, kwargs))
-        {
+        let on_start = hooks(py)?.on_start.bind(py);
+        let start_args = (slf, target, args, kwargs).into_pyobject(py)?;
+        if let Err(e) = runtime::call(on_start, &start_args, None) {
             this.inner.lock().handle = None;
             handle.set_exited(1);
             table().reap(handle.vpid());
@@ -585,9 +585,8 @@ impl BaseProcess {
         let py = slf.py();
         if slf.get().handle().is_some_and(|h| h.is_caught(15)) {
             static DELIVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            DELIVER
-                .import(py, "ios_mp._signals", "deliver")?
-                .call1((slf, 15))?;
+            let deliver = DELIVER.import(py, "ios_mp._signals", "deliver")?;
+            runtime::call(deliver, &(slf, 15).into_pyobject(py)?, None)?;
             return Ok(());
         }
         slf.get().signal(py, 15)

@@ -30,7 +30,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
-use super::runtime::{block_on, check_running, deadline, process_key};
+use super::runtime::{self, block_on, check_running, deadline, process_key};
 use super::synchronize::share_only_by_inheritance;
 use crate::core::{Broadcast, CancelToken, Channel, JoinCounter, RecvError, SendError, WaitError};
 use crossbeam_channel::Receiver;
@@ -210,7 +210,7 @@ impl QueueBase {
 
     fn decode(py: Python<'_>, item: Item) -> PyResult<Py<PyAny>> {
         if item.pickled {
-            Ok(pickle_loads(py)?.call1((item.obj,))?.unbind())
+            Ok(runtime::call1(pickle_loads(py)?, item.obj.bind(py))?.unbind())
         } else {
             Ok(item.obj)
         }

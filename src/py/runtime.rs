@@ -109,6 +109,15 @@ pub fn call0<'py>(callable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     call(callable, &PyTuple::empty(callable.py()), None)
 }
 
+/// `callable(arg)`, as [`call`]: for the short calls into user code (pickling,
+/// copying, a predicate) that a daemon thread may also be inside at exit.
+pub fn call1<'py>(
+    callable: &Bound<'py, PyAny>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    call(callable, &PyTuple::new(callable.py(), [arg])?, None)
+}
+
 /// `threading.get_ident()` of the calling thread.
 pub fn thread_ident() -> u64 {
     // SAFETY: no preconditions; it only reads the OS thread id.
@@ -300,7 +309,7 @@ pub fn absorb_pending_termination(py: Python<'_>) {
         return;
     };
     for _ in 0..2 {
-        match absorb.call0() {
+        match call0(absorb) {
             Err(e) if e.is_instance_of::<ProcessTerminated>(py) => continue,
             _ => return,
         }

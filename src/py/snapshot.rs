@@ -16,6 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::queues::is_atom;
+use super::runtime;
 
 /// Native nesting depth allowed on one thread, counted across re-entries
 /// through the Python copier. Deeper parts go to the copier's pure-Python path
@@ -102,14 +103,14 @@ fn copy<'py>(ctx: &Ctx<'_, 'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     let is_list = !is_dict && x.is_exact_instance_of::<PyList>();
     let is_tuple = !is_dict && !is_list && x.is_exact_instance_of::<PyTuple>();
     let Some(_level) = Level::enter() else {
-        return ctx.fallback.call_method1("_deep", (x,));
+        return runtime::call1(&ctx.fallback.getattr(intern!(py, "_deep"))?, x);
     };
     if !(is_dict || is_list || is_tuple) {
         return match kind(ctx, x)? {
             KIND_SHARED => Ok(x.clone()),
             KIND_PLAIN => copy_plain(ctx, x),
             // 0: anything else (custom copy/pickle protocols, sets, ...).
-            _ => ctx.fallback.call1((x,)),
+            _ => runtime::call1(ctx.fallback, x),
         };
     }
     let memo = ctx.memo;

@@ -16,7 +16,7 @@ use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueErr
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::runtime::{block_on, deadline, owner};
+use super::runtime::{self, block_on, deadline, owner};
 use crate::core::{self, Arrival, BarrierError, CondError, SemError, SemKind, WaitError};
 
 fn not_initialized(obj: &Bound<'_, PyAny>) -> PyErr {
@@ -305,7 +305,7 @@ impl Condition {
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let end = deadline(timeout)?;
-        let mut result = predicate.call0()?;
+        let mut result = runtime::call0(predicate)?;
         while !result.is_truthy()? {
             let remaining = match end {
                 None => None,
@@ -318,7 +318,7 @@ impl Condition {
                 }
             };
             Self::wait(slf, remaining)?;
-            result = predicate.call0()?;
+            result = runtime::call0(predicate)?;
         }
         Ok(result.unbind())
     }
@@ -506,7 +506,7 @@ impl Barrier {
             Some(Ok(Arrival::Waiting(i))) => i,
             Some(Ok(Arrival::Last(i))) => {
                 let res = match &b.action {
-                    Some(a) => a.call0(py).map(drop),
+                    Some(a) => runtime::call0(a.bind(py)).map(drop),
                     None => Ok(()),
                 };
                 core.finish(res.is_ok());
