@@ -200,3 +200,56 @@ def test_threads_in_c_calls_at_exit_do_not_abort_the_app(tmp_path, where):
         r = run(tmp_path, body, timeout=60)
         assert r.returncode == 0, (r.returncode, r.stderr)
         assert "spinning at exit: True" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("how, code", [("terminate", -15), ("kill", -9)])
+def test_a_termination_landing_in_a_finalizer_still_ends_the_worker(tmp_path, how, code):
+    """terminate() raises ProcessTerminated in a worker running Python code at its
+    next bytecode; when that bytecode is in a __del__ (or a weakref callback: the
+    garbage collector runs them anywhere), CPython reports the exception as
+    unraisable and goes on. ios_mp's sys.unraisablehook raises it again in the
+    worker's own code, so the worker still ends (here it then spins in pure Python,
+    which only an asynchronous exception can end), and nothing is reported. Other
+    unraisable exceptions still reach the previous hook, and uninstall() restores it."""
+    body = f"""
+        import multiprocessing, sys, time
+        import ios_mp
+
+        class Slow:
+            def __del__(self):
+                inside.set()
+                t = time.perf_counter()
+                while time.perf_counter() - t < 0.5:  # the termination lands here
+                    pass
+
+        def worker():
+            Slow()  # deleted at once: its __del__ runs in the worker
+            n = 0
+            while True:  # pure Python from here on
+                n += 1
+
+        inside = multiprocessing.Event()
+        p = multiprocessing.Process(target=worker)
+        p.start()
+        assert inside.wait(10)
+        p.{how}()
+        p.join(5)
+        print("exitcode", p.exitcode, flush=True)
+
+        class Raises:
+            def __del__(self):
+                raise ValueError("from the app's __del__")
+
+        Raises()
+        ours = sys.unraisablehook
+        ios_mp.uninstall()
+        print("restored", sys.unraisablehook is ours.previous, flush=True)
+        ios_mp.install()
+        print("reinstalled", type(sys.unraisablehook).__name__, flush=True)
+    """
+    r = run(tmp_path, body, timeout=30)  # the worker runs on, the app hangs: 30 s
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert f"exitcode {code}" in r.stdout, (r.stdout, r.stderr)
+    assert "restored True" in r.stdout and "reinstalled UnraisableHook" in r.stdout
+    assert "ProcessTerminated" not in r.stderr, r.stderr
+    assert "ValueError: from the app's __del__" in r.stderr, r.stderr

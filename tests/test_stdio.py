@@ -597,8 +597,16 @@ def test_table_lists_the_stdio_rows():
         "fstat",
         "isatty",
     } <= names
-    assert [s.what for s in _virtual.SPECIAL] == ["sys.stdin, sys.stdout, sys.stderr"]
-    for row in ("``sys.stdout``", "``os.dup2(fd, 0-2)``", "``os.close(0-2)``"):
+    assert [s.what for s in _virtual.SPECIAL] == [
+        "sys.stdin, sys.stdout, sys.stderr",
+        "sys.unraisablehook",
+    ]
+    for row in (
+        "``sys.stdout``",
+        "``sys.unraisable``",
+        "``os.dup2(fd, 0-2)``",
+        "``os.close(0-2)``",
+    ):
         assert row in _virtual.__doc__
 
 

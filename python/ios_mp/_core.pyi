@@ -16,6 +16,7 @@ __all__ = [
     "Event",
     "ProcessTerminated",
     "SemLock",
+    "UnraisableHook",
     "_QueueBase",
     "_Sink",
     "_adopt",
@@ -231,6 +232,17 @@ class _QueueBase:
 
 def set_default_copy(copy: bool) -> bool: ...
 def get_default_copy() -> bool: ...
+
+@final
+class UnraisableHook:
+    """``sys.unraisablehook`` while ios_mp is installed: an asynchronous
+    ``ProcessTerminated`` that landed in a ``__del__`` or weakref callback of a
+    terminated worker is raised again in the worker; the rest goes to ``previous``."""
+
+    def __init__(self, previous: Callable[[Any], object]) -> None: ...
+    @property
+    def previous(self) -> Callable[[Any], object]: ...
+    def __call__(self, unraisable: Any) -> None: ...
 
 @final
 class _Sink:

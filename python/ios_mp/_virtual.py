@@ -80,6 +80,10 @@ with properties)       ``print()``, ``input()`` and tracebacks
                        the app, as between processes; threads of   for workers'
                        one worker never exclude each other         locks
                        (``_fcntl.py``)
+``sys.unraisable``     a ``terminate()``/``kill()`` that landed    unchanged
+``hook``               in a ``__del__`` or weakref callback (lost
+(``SPECIAL``)          there, reported as unraisable) is raised
+                       again in the worker's own code
 ``os.write(0-2, b)``   on the worker's descriptor: also ``read``,  unchanged
 and others of 0-2      ``readv``, ``writev``, ``pread``,
                        ``pwrite``, ``fstat``, ``fstatvfs``,
@@ -113,6 +117,7 @@ import errno
 import operator
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, NamedTuple
@@ -502,6 +507,16 @@ class Special(NamedTuple):
     elsewhere: str
 
 
+def _install_unraisablehook() -> None:
+    sys.unraisablehook = _core.UnraisableHook(sys.unraisablehook)
+
+
+def _uninstall_unraisablehook() -> None:
+    # Only ours: a hook the app set since stays (it replaced ours already).
+    if isinstance(sys.unraisablehook, _core.UnraisableHook):
+        sys.unraisablehook = sys.unraisablehook.previous
+
+
 SPECIAL: list[Special] = [
     Special(
         "sys.stdin, sys.stdout, sys.stderr",
@@ -509,6 +524,14 @@ SPECIAL: list[Special] = [
         _stdio.uninstall,
         "the worker's own (read, assign, del); starts as a view of its parent's",
         "the app's, exactly as assigned",
+    ),
+    Special(
+        "sys.unraisablehook",
+        _install_unraisablehook,
+        _uninstall_unraisablehook,
+        "a terminate() that landed in a __del__ or weakref callback is raised"
+        " again in the worker's code (not reported)",
+        "unchanged: passes everything to the previous hook",
     ),
 ]
 

@@ -984,6 +984,83 @@ fn _request_exit(py: Python<'_>, code: i32) -> bool {
     true
 }
 
+/// `sys.unraisablehook` while ios_mp is installed (set by `ios_mp._virtual`).
+///
+/// `terminate()` ends a worker running Python code with an asynchronous
+/// `ProcessTerminated`. When that lands in a `__del__` or a weakref callback
+/// (run by the garbage collector at any bytecode), CPython reports it as
+/// unraisable and goes on: the termination would be lost and the worker run on.
+/// This hook raises it again in the same thread, asynchronously, so it lands in
+/// the worker's own code next. Only such an asynchronous delivery (no arguments)
+/// to a thread of a worker that is terminated and still running is raised
+/// again; everything else goes to the previous hook. A native function, not a
+/// Python one: a Python hook would catch the renewed exception itself.
+#[pyclass(module = "ios_mp._core", frozen)]
+pub struct UnraisableHook {
+    previous: Py<PyAny>,
+}
+
+#[pymethods]
+impl UnraisableHook {
+    #[new]
+    fn new(previous: Py<PyAny>) -> Self {
+        Self { previous }
+    }
+
+    /// The hook this one passes everything else to.
+    #[getter]
+    fn previous(&self, py: Python<'_>) -> Py<PyAny> {
+        self.previous.clone_ref(py)
+    }
+
+    fn __call__(&self, py: Python<'_>, unraisable: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if is_async_termination(unraisable)? && rearm_termination(py) {
+            return Ok(py.None());
+        }
+        Ok(runtime::call1(self.previous.bind(py), unraisable)?.unbind())
+    }
+}
+
+/// `unraisable` (a `sys.UnraisableHookArgs`) is a `ProcessTerminated` raised
+/// by `PyThreadState_SetAsyncExc`: its class called without arguments.
+fn is_async_termination(unraisable: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let value = unraisable.getattr(pyo3::intern!(unraisable.py(), "exc_value"))?;
+    if !value.is_instance_of::<ProcessTerminated>() {
+        return Ok(false);
+    }
+    Ok(value
+        .getattr(pyo3::intern!(unraisable.py(), "args"))?
+        .len()?
+        == 0)
+}
+
+/// Raise `ProcessTerminated` again, asynchronously, in the calling thread if it
+/// belongs to a worker that was terminated (or asked to exit) and that thread
+/// is still where `terminate()` interrupts it: the worker's own thread before
+/// its exit path, or a thread it started, in its `run()`. True if raised.
+fn rearm_termination(py: Python<'_>) -> bool {
+    let Some(process) = CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py))) else {
+        return false;
+    };
+    let Some(handle) = process.get().handle() else {
+        return false;
+    };
+    if handle.exitcode().is_some() || !handle.token().is_cancelled() {
+        return false;
+    }
+    let me = runtime::thread_ident();
+    let interruptible = if handle.main_ident() == Some(me) {
+        !handle.is_exiting()
+    } else {
+        handle.running_threads().contains(&me)
+    };
+    if !interruptible || runtime::is_shielded(me) {
+        return false;
+    }
+    interrupt_thread(py, Some(me), false);
+    true
+}
+
 /// Let a queued signal trampoline run now, in this thread, and swallow what it
 /// raises when its handlers returned normally (see `ios_mp._signals`).
 fn absorb_signal_trampoline(py: Python<'_>) -> PyResult<()> {
@@ -1237,6 +1314,7 @@ fn is_virtual_pid(pid: i64) -> bool {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BaseProcess>()?;
+    m.add_class::<UnraisableHook>()?;
     m.add_function(wrap_pyfunction!(_bootstrap, m)?)?;
     m.add_function(wrap_pyfunction!(_adopt, m)?)?;
     m.add_function(wrap_pyfunction!(_request_exit, m)?)?;
