@@ -61,7 +61,7 @@ thread_local! {
 }
 
 fn current(py: Python<'_>) -> PyResult<Py<BaseProcess>> {
-    if let Some(p) = CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py))) {
+    if let Some(p) = _worker_process(py) {
         return Ok(p);
     }
     Ok(hooks(py)?.main.clone_ref(py))
@@ -964,7 +964,7 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
 /// caller raises `ProcessTerminated` to unwind its own thread.
 #[pyfunction]
 fn _request_exit(py: Python<'_>, code: i32) -> bool {
-    let Some(process) = CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py))) else {
+    let Some(process) = _worker_process(py) else {
         return false;
     };
     let this = process.get();
@@ -1039,7 +1039,7 @@ fn is_async_termination(unraisable: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// is still where `terminate()` interrupts it: the worker's own thread before
 /// its exit path, or a thread it started, in its `run()`. True if raised.
 fn rearm_termination(py: Python<'_>) -> bool {
-    let Some(process) = CURRENT.with(|c| c.borrow().as_ref().map(|p| p.clone_ref(py))) else {
+    let Some(process) = _worker_process(py) else {
         return false;
     };
     let Some(handle) = process.get().handle() else {
