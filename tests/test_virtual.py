@@ -3,6 +3,7 @@ in a worker affect only that worker; the app sees stdlib behaviour."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -610,3 +611,68 @@ def test_a_thread_that_outlives_a_terminated_worker_is_never_interrupted_again()
     while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert set(threading.enumerate()) - before == set()
+
+
+class _SlowHandler(logging.Handler):
+    """A handler busy for a moment in each emit: threads logging through it
+    queue on its lock, where a termination lands as soon as they get it."""
+
+    def emit(self, record):
+        time.sleep(0.0005)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["worker", "thread of the worker"])
+@pytest.mark.parametrize("how,code", [("terminate", -15), ("kill", -9)])
+def test_a_worker_ended_while_logging_leaves_no_logging_lock_held(where, how, code):
+    """Logging's locks are the app's (a real child has its own copies). A worker
+    ended while it waits for a handler the app is using may get the lock and be
+    ended before the ``try:`` that releases it (CPython 3.9-3.12): its ending
+    thread then releases it, so the app's logging, and ``logging.shutdown()`` at
+    exit, never wait for a thread that is gone. 40 rounds: before the fix, the
+    first round already left the lock held on 3.9 and 3.11."""
+    handler = _SlowHandler()
+    logger = logging.getLogger("ios_mp.tests.slow")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    stop = threading.Event()
+
+    def log_forever():
+        while True:
+            logger.info("from the worker")
+            logging.getLogger(f"ios_mp.tests.slow.{threading.get_ident()}")  # module lock
+
+    def body():
+        if where == "worker":
+            log_forever()
+        threading.Thread(target=log_forever, name="worker-logger").start()
+        time.sleep(30)
+
+    def app_logs():
+        while not stop.is_set():
+            logger.info("from the app")
+
+    app = threading.Thread(target=app_logs, daemon=True)  # a failed run must not hang exit
+    app.start()
+    try:
+        for _ in range(40):
+            p = multiprocessing.Process(target=body)
+            p.start()
+            time.sleep(0.005)
+            getattr(p, how)()
+            p.join(10)
+            assert p.exitcode == code
+            for t in threading.enumerate():
+                if t.name == "worker-logger":
+                    t.join(5)
+            # The app's thread still logs: neither lock is held by a gone thread.
+            assert handler.lock.acquire(timeout=5), "a handler lock is left held"
+            handler.lock.release()
+            assert logging._lock.acquire(timeout=5), "logging's module lock is left held"
+            logging._lock.release()
+    finally:
+        stop.set()
+        app.join(10)
+        logger.removeHandler(handler)
+    assert not app.is_alive()

@@ -109,6 +109,8 @@ in every thread the worker started that is in its ``run()`` (``_bootstrap_inner`
 in the table; idle ``concurrent.futures`` pool threads excepted). After that, queue
 and Pipe I/O from the ended worker's ``except``/``finally`` blocks raises
 ``ProcessTerminated`` again: a real process would be gone, sending nothing.
+Each ending thread of a worker releases the ``logging`` locks it still holds
+(``util._release_logging_locks``): they are the app's, not a copy.
 """
 
 from __future__ import annotations

@@ -187,6 +187,11 @@ def _bootstrap_inner(self: threading.Thread) -> None:
     try:
         _orig_bootstrap_inner(self)
     finally:
+        # Before the thread counts as finished: the worker's exit may be waiting
+        # for it, and the app for the logging locks it may still hold.
+        from . import util  # imports this module: not at the top
+
+        util._release_logging_locks(owner)
         _core._unadopt()
         _core._thread_finished(owner, daemon)
 

@@ -386,6 +386,46 @@ def _forget_exiting(proc) -> None:
 process._exit_hooks.append(_forget_exiting)
 
 
+def _release_logging_locks(proc=None) -> int:
+    """Release every lock of ``logging`` (the module lock and each live
+    handler's ``lock``) that the calling thread still holds, as it ends; return
+    how many it held.
+
+    Called as a thread of a worker ends: the worker's own thread (an exit hook)
+    and each thread it started (``process._bootstrap_inner``). Those locks are
+    the app's: a real child has its own copies, which die with it. A worker is
+    a thread, and ``terminate()`` raises in it at any bytecode, so it can land
+    between a lock's ``acquire()`` and the ``try:`` that would release it
+    (``Handler.handle`` and ``logging._acquireLock`` on CPython 3.9-3.12, while
+    the worker waits for a handler another thread is using). The lock would then
+    stay held by a thread that no longer exists, and the app's next log record
+    through that handler, and ``logging.shutdown()`` at exit, would wait forever.
+    Only locks that can tell their owner are released (``RLock``, which logging
+    uses); a handler that made its ``lock`` a plain ``Lock`` is left as it is.
+    """
+    logging_module = sys.modules.get("logging")
+    if logging_module is None:
+        return 0
+    locks = [getattr(logging_module, "_lock", None)]
+    for ref in list(getattr(logging_module, "_handlerList", ())):
+        handler = ref()
+        if handler is not None:
+            locks.append(getattr(handler, "lock", None))
+    released = 0
+    for lock in locks:
+        is_owned = getattr(lock, "_is_owned", None)
+        if is_owned is not None and is_owned():
+            lock._release_save()  # all levels of the RLock at once
+            released += 1
+    if released:
+        name = process.current_process().name if proc is None else proc.name
+        debug("%s: released %d logging lock(s) its ending thread held", name, released)
+    return released
+
+
+process._exit_hooks.append(_release_logging_locks)
+
+
 class ForkAwareThreadLock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
