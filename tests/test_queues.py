@@ -69,6 +69,84 @@ def test_put_get_copy_semantics():
     assert q.get(timeout=1) == big  # atoms are passed as is (no observable copy)
 
 
+def _round_trip(obj):
+    q = multiprocessing.SimpleQueue()
+    q.put(obj)
+    return q.get()
+
+
+def test_plain_data_is_copied_structurally_as_the_pickle_round_trip_would():
+    big, text = 10**30, "é" * 50  # pickle would give new objects for these
+    payload = {"id": big, "tags": ["a", [text, (1, [2])]], "pair": (1, 2.5), ("k", 1): None}
+    got = _round_trip(payload)
+    assert got == pickle.loads(pickle.dumps(payload, -1)) and list(got) == list(payload)
+    assert type(got) is dict and got is not payload
+    assert got["tags"] is not payload["tags"] and got["tags"][1] is not payload["tags"][1]
+    assert got["tags"][1][1] is not payload["tags"][1][1]  # a tuple holding a list: new
+    assert got["tags"][1][1][1] is not payload["tags"][1][1][1]
+    # Atoms and tuples of atoms are shared: the structural path, not pickle, ran.
+    assert got["id"] is big and got["tags"][1][0] is text and got["pair"] is payload["pair"]
+    got["tags"][1][1][1].append(3)
+    payload["tags"].append("later")
+    assert payload["tags"][1][1] == (1, [2]) and got["tags"] == ["a", [text, (1, [2, 3])]]
+
+
+class _Tagged(dict):
+    pass
+
+
+def _deep(n):
+    x = [1]
+    for _ in range(n):
+        x = [x]
+    return x
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["shared list", "cycle", "shared tuple of a list", "dict subclass", "set inside", "deep"],
+)
+def test_what_plain_copying_cannot_keep_goes_through_pickle(case):
+    import collections
+
+    if case == "shared list":
+        inner = [1]
+        got = _round_trip({"a": inner, "b": [inner]})
+        assert got["a"] is got["b"][0] and got["a"] is not inner  # sharing kept
+    elif case == "cycle":
+        loop = [1]
+        loop.append({"back": loop})
+        got = _round_trip(loop)
+        assert got[1]["back"] is got and got is not loop
+    elif case == "shared tuple of a list":
+        t = ([1],)
+        got = _round_trip([t, t])
+        assert got[0] is got[1] and got[0][0] is not t[0]
+    elif case == "dict subclass":
+        obj = [_Tagged(a=1), collections.OrderedDict(b=2), collections.Counter("aa")]
+        got = _round_trip(obj)
+        assert [type(x) for x in got] == [_Tagged, collections.OrderedDict, collections.Counter]
+        assert got == obj and got[0] is not obj[0]
+    elif case == "set inside":
+        obj = {"s": {1, 2}, "f": [frozenset({3})]}
+        got = _round_trip(obj)
+        assert got == obj and got["s"] is not obj["s"]
+    else:  # deeper than the structural copy goes (64): pickle's job
+        obj = _deep(200)
+        got = _round_trip(obj)
+        assert got == obj and got is not obj
+
+
+def test_an_unpicklable_leaf_in_plain_data_fails_at_put_as_with_pickle():
+    q = multiprocessing.SimpleQueue()
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        q.put({"fn": [lambda: None]})
+    with pytest.raises(TypeError):
+        q.put([threading.Lock()])
+    q.put([1, [2]])  # the queue still works
+    assert q.get() == [1, [2]]
+
+
 def test_copy_opt_out_per_queue_and_global():
     obj = {"a": [1]}
     q = multiprocessing.Queue(copy=False)

@@ -329,15 +329,15 @@ def test_queue_without_the_reducer_refuses_the_object(kind, capsys):
     else:  # dropped and reported, as by stdlib's feeder thread
         q.put(Special(1))
         assert "TypeError: Special: plain pickling refused" in capsys.readouterr().err
-    q.put([1, 2])  # the queue's pickler still works after the error
-    assert _get(q) == [1, 2]
+    q.put({1, 2})  # the queue's pickler still works after the error (a set is pickled)
+    assert _get(q) == {1, 2}
     q.close()
 
 
 def test_queue_sees_reducers_registered_and_replaced_after_use():
     q = multiprocessing.SimpleQueue()
-    q.put([1])
-    assert q.get() == [1]  # this thread's pickler exists now
+    q.put({1})
+    assert q.get() == {1}  # this thread's pickler exists now (a set is pickled)
     try:
         reduction.register(Special, _reduce_special)
         q.put(Special(1))

@@ -12,8 +12,13 @@ the same way. What differs:
   ``concurrent.futures`` does). ``SimpleQueue.put`` raises pickle's error, as
   stdlib's (it has no feeder thread either). Exact ``int``/``float``/
   ``complex``/``str``/``bytes``/``bool``/``None`` skip the copy: it could not be
-  told apart. Pass ``copy=False`` (or call ``set_default_copy(False)``) to pass
-  references instead, much faster for large objects you do not mutate.
+  told apart. Plain data (exact ``dict``/``list``/``tuple`` nested at most 64
+  deep, whose leaves are such atoms, with no container met twice) is copied
+  structurally at ``put`` instead: the result of the pickle round trip (pickle
+  saves these types itself, never through a reducer), in well under half the
+  time, its atoms shared rather than rebuilt. Pass ``copy=False`` (or call
+  ``set_default_copy(False)``) to pass references instead, much faster for
+  large objects you do not mutate.
 * There is no feeder thread: ``put`` is synchronous, ``join_thread()`` and
   ``cancel_join_thread()`` have nothing to wait for.
 * ``close()`` closes the queue for the calling process only, as closing a
