@@ -122,6 +122,52 @@ def test_worker_output_is_visible_with_capfd(app_unchanged, capfd):
     assert "worker fd 2\n" in err and "worker stderr\n" in err
 
 
+def test_a_workers_streams_are_the_apps_at_start_even_when_first_used_later(app_unchanged):
+    """The state is made at first use, from the streams captured at start(), as
+    fork copies them at fork: the app's later assignment does not reach it."""
+    at_start, later = io.StringIO(), io.StringIO()
+    go = multiprocessing.Event()
+
+    def body():
+        go.wait(10)
+        print("first use, after the app reassigned its stdout")
+        sys.stdout.flush()
+
+    with mock.patch.object(sys, "stdout", at_start):
+        p = multiprocessing.Process(target=body)
+        p.start()
+        assert p.pid in _stdio._pending and p.pid not in _stdio._states
+        with mock.patch.object(sys, "stdout", later):
+            go.set()
+            p.join(10)
+    assert p.exitcode == 0
+    assert at_start.getvalue() == "first use, after the app reassigned its stdout\n"
+    assert later.getvalue() == ""
+    assert p.pid not in _stdio._pending
+
+
+def test_a_worker_that_never_uses_its_streams_makes_no_state(app_unchanged):
+    before = set(_stdio._states)
+    pids = [_run(lambda: None).pid for _ in range(5)]
+    assert not set(_stdio._states) - before
+    assert not set(pids) & (set(_stdio._pending) | set(_stdio._states))
+
+
+def test_a_worker_writing_to_the_apps_stream_directly_is_flushed_at_its_exit(app_unchanged):
+    """stdlib's child flushes sys.stdout/stderr as it exits; a worker that never
+    touched its own sys.std* still flushes the app's streams it was started with."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")  # block-buffered, not a tty
+
+    def body():
+        stream.write("buffered in the app's stream\n")
+
+    with mock.patch.object(sys, "stdout", stream):
+        p = _run(body)
+        assert p.exitcode == 0
+        assert raw.getvalue() == b"buffered in the app's stream\n"
+
+
 def test_worker_assigns_its_own_stdout_and_the_app_sees_nothing(app_unchanged, capsys):
     q = multiprocessing.Queue()
     assigned, app_checked = multiprocessing.Event(), multiprocessing.Event()

@@ -25,7 +25,11 @@ does) restores the app's stream it stood for. A router of the app's stream
 
 A worker starts with a ``WorkerStream`` (a *view*) of each of its parent's
 streams at ``start()`` (the app's for a worker started by the app), as fork
-copies them. A view forwards everything to the stream it views, except what
+copies them. For a worker the app started, the views are made at the worker's
+first use of its streams or descriptors 0-2, from the app's streams captured
+at ``start()``; one that never uses them costs no views (at its exit it flushes
+the app's streams it was started with, as a child flushes its copies). A view
+forwards everything to the stream it views, except what
 would change that shared object for everyone:
 
 * ``close()`` closes the view only: the worker's later reads and writes raise
@@ -611,7 +615,17 @@ class _Worker:
 # By virtual pid: a worker runs with a snapshot copy of its Process object, so the
 # parent's handle (what start hooks get) is not the object its threads see.
 _states: dict[int, _Worker] = {}
-_states_lock = threading.Lock()
+# Re-entrant: making a state allocates, so the garbage collector may run inside
+# _state_of's critical section, and with it the weakref.finalize of some other,
+# dead worker, whose _drop takes this lock too.
+_states_lock = threading.RLock()
+# By virtual pid: the app's streams at start() of a worker the app started whose
+# state is not made yet. It is made at the worker's first use of its streams or
+# descriptors 0-2 (_state_of), from these, as fork would have copied them then:
+# most workers never use them, and making views they never use at every start
+# and releasing them at every exit was most of what a Process costs over a bare
+# thread (benches/start_join_bytecodes.py).
+_pending: dict[int, tuple] = {}
 
 
 def _inherit_stream(s: Any, name: str) -> Any:
@@ -624,11 +638,20 @@ def _inherit_stream(s: Any, name: str) -> Any:
     return WorkerStream(s, mode)
 
 
-def _inherit(parent: _Worker | None) -> _Worker:
+def _app_streams() -> tuple:
+    """The app's stdin, stdout and stderr (in NAMES order)."""
+    return (_app_get("stdin"), _app_get("stdout"), _app_get("stderr"))
+
+
+def _from_app(streams: tuple) -> _Worker:
+    """The state of a worker the app started: views of ``streams``, the app's
+    descriptors."""
+    views = {n: _inherit_stream(s, n) for n, s in zip(NAMES, streams)}
+    return _Worker(views, [_SHARED, _SHARED, _SHARED])
+
+
+def _inherit(parent: _Worker) -> _Worker:
     """A child's state: views of its parent's current streams, a copy of its table."""
-    if parent is None:
-        streams = {n: _inherit_stream(_app_get(n), n) for n in NAMES}
-        return _Worker(streams, [_SHARED, _SHARED, _SHARED])
     with parent.lock:
         streams = {n: _inherit_stream(parent.streams[n], n) for n in NAMES}
         fds = []
@@ -648,12 +671,16 @@ def _inherit(parent: _Worker | None) -> _Worker:
 def _state_of(p: Any) -> _Worker:
     pid = p.pid
     st = _states.get(pid)
-    if st is None:  # a worker started before install(): it gets the app's
+    if st is None:
         with _states_lock:
             st = _states.get(pid)
             if st is None:
-                st = _states[pid] = _inherit(None)
-                weakref.finalize(p, _drop, pid)
+                captured = _pending.pop(pid, None)
+                if captured is not None:  # first use: its exit releases it
+                    st = _states[pid] = _from_app(captured)
+                else:  # started before install(), or used after its exit
+                    st = _states[pid] = _from_app(_app_streams())
+                    weakref.finalize(p, _drop, pid)
     return st
 
 
@@ -666,12 +693,17 @@ def worker() -> _Worker | None:
 def _drop(pid: int) -> None:
     with _states_lock:
         st = _states.pop(pid, None)
+        _pending.pop(pid, None)
     if st is not None:
         st.release()
 
 
 def _on_start(child, target, args, kwargs) -> None:
-    st = _inherit(worker())
+    p = _worker_process()
+    if p is None:  # started by the app: the state is made at first use
+        _pending[child.pid] = _app_streams()
+        return
+    st = _inherit(_state_of(p))  # private descriptors are duplicated now, as by fork
     with _states_lock:
         _states[child.pid] = st
 
@@ -679,10 +711,36 @@ def _on_start(child, target, args, kwargs) -> None:
 def _on_exit(proc) -> None:
     """In the worker's thread: its private descriptors close now; its streams stay
     for threads it leaves behind, until its process object is collected."""
-    st = _states.get(proc.pid)
-    if st is not None:
-        st.release()
-    weakref.finalize(proc, _drop, proc.pid)
+    pid = proc.pid
+    with _states_lock:
+        st = _states.get(pid)
+        if st is None:  # never used: nothing to release
+            _pending.pop(pid, None)
+            return
+    st.release()
+    weakref.finalize(proc, _drop, pid)
+
+
+def _flush_at_exit(proc) -> None:
+    """Called by a worker's exit (``_core._bootstrap``) where stdlib's child
+    flushes ``sys.stdout`` and ``sys.stderr``: flush the worker's, without making
+    its state if it never used its streams (they are then the app's ones captured
+    at ``start()``). Errors are ignored, as stdlib's child ignores them."""
+    if not _installed:
+        streams: Any = (getattr(sys, "stdout", None), getattr(sys, "stderr", None))
+    else:
+        st = _states.get(proc.pid)
+        if st is not None:
+            streams = (st.streams["stdout"], st.streams["stderr"])
+        else:
+            streams = _pending.get(proc.pid) or _app_streams()
+            streams = streams[1:]
+    for s in streams:
+        if s is not None and s is not _MISSING:
+            try:
+                s.flush()
+            except Exception:
+                pass
 
 
 # --- sys.__class__ ----------------------------------------------------------------

@@ -831,7 +831,16 @@ fn write_stderr(py: Python<'_>, s: &str) {
     }
 }
 
-fn flush_std_streams(py: Python<'_>) {
+/// Flush the worker's `sys.stdout` and `sys.stderr`, as stdlib's child does
+/// before it exits; errors are ignored. `_stdio._flush_at_exit` knows which
+/// streams are the worker's without making its per-worker state (which a
+/// worker that never used its streams does not have yet).
+fn flush_std_streams(py: Python<'_>, process: &Bound<'_, BaseProcess>) {
+    static FLUSH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if let Ok(flush) = FLUSH.import(py, "ios_mp._stdio", "_flush_at_exit") {
+        let _ = runtime::call1(flush, process);
+        return;
+    }
     if let Ok(sys) = py.import("sys") {
         for n in ["stdout", "stderr"] {
             if let Ok(s) = sys.getattr(n) {
@@ -938,7 +947,7 @@ fn _bootstrap(py: Python<'_>, process: Bound<'_, BaseProcess>) -> PyResult<()> {
     } else {
         exitcode_for(py, &name, result)
     };
-    flush_std_streams(py);
+    flush_std_streams(py, &process);
     {
         let mut g = this.inner.lock();
         // stdlib drops these in the parent after start(); here the worker is
